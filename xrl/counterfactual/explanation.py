@@ -1,0 +1,52 @@
+"""The explanation container returned by explainers (alibi-compatible ``meta`` / ``data`` layout)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+
+class Explanation:
+    """Result of ``explain``: ``meta`` (explainer name and parameters) and ``data`` (arrays).
+
+    ``data`` keys for CFRL: ``orig`` (``X``, ``class``), ``cf`` (``X``, ``class``), ``target``, ``condition``.
+    Keys are also reachable as attributes (``exp.cf["X"]``), as in alibi.
+    """
+
+    def __init__(self, meta: dict[str, Any], data: dict[str, Any]) -> None:
+        self.meta = meta
+        self.data = data
+
+    def __getattr__(self, name: str) -> Any:
+        data = self.__dict__.get("data", {})
+        if name in data:
+            return data[name]
+        raise AttributeError(f"Explanation has no attribute or data key {name!r}; data keys: {sorted(data)}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __repr__(self) -> str:
+        def describe(v: Any) -> Any:
+            if isinstance(v, np.ndarray):
+                return f"array{tuple(v.shape)}"
+            if isinstance(v, dict):
+                return {k: describe(x) for k, x in v.items()}
+            return v
+
+        return f"Explanation(meta={{'name': {self.meta.get('name')!r}}}, data={describe(self.data)})"
+
+    def to_json(self) -> str:
+        def conv(v: Any) -> Any:
+            if isinstance(v, np.ndarray):
+                return v.tolist()
+            if isinstance(v, (np.integer, np.floating)):
+                return v.item()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [conv(x) for x in v]
+            return v
+
+        return json.dumps({"meta": conv(self.meta), "data": conv(self.data)})
