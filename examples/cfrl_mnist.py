@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,61 +19,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xrl import io
 from xrl.counterfactual import CounterfactualRL, JSONLLogger
 from xrl.datasets import data_home, load_mnist
 from xrl.metrics import counterfactual_report
 from xrl.models import AE, MNISTClassifier, MNISTDecoder, MNISTEncoder, glorot_init_
+from xrl.models.training import load_or_train, predict_batched, train_model
 from xrl.render.counterfactual import plot_counterfactual_grid, plot_training_log
 
 LATENT_DIM = 64
-
-
-def train(model: torch.nn.Module, X: np.ndarray, y: np.ndarray | None, epochs: int, seed: int, device: torch.device,
-          batch_size: int = 64, what: str = "model") -> None:
-    """Adam 1e-3; cross-entropy when labels are given, else binary cross-entropy reconstruction (autoencoder)."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    Xt = torch.from_numpy(X)
-    yt = None if y is None else torch.from_numpy(y)
-    model.train()
-    for ep in range(epochs):
-        perm = torch.randperm(len(Xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(Xt), batch_size):
-            idx = perm[i:i + batch_size]
-            xb = Xt[idx].to(device)
-            out = model(xb)
-            loss = F.cross_entropy(out, yt[idx].to(device)) if yt is not None else F.binary_cross_entropy(out, xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        print(f"  {what} epoch {ep + 1}/{epochs}: loss {total / len(Xt):.4f}", flush=True)
-    model.eval()
-
-
-def cached(model: torch.nn.Module, path: Path, fit) -> bool:
-    """Load weights from ``path`` if present, else ``fit()`` and save them; returns True when loaded."""
-    if path.exists():
-        io.load_state_strict(model, io.load_tensors(path), str(path))
-        model.eval()
-        return True
-    fit()
-    io.save_tensors(path, model.state_dict())
-    return False
-
-
-@torch.no_grad()
-def batched(fn, X: np.ndarray, device: torch.device, bs: int = 1000) -> np.ndarray:
-    return np.concatenate([fn(torch.from_numpy(X[i:i + bs]).to(device)).cpu().numpy() for i in range(0, len(X), bs)])
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="outputs/mnist_cfrl")
     ap.add_argument("--train-steps", type=int, default=3000, help="CFRL training steps (seed: 50000)")
-    ap.add_argument("--clf-epochs", type=int, default=3)
+    ap.add_argument("--clf-epochs", type=int, default=2)
     ap.add_argument("--ae-epochs", type=int, default=4)
     ap.add_argument("--coeff-sparsity", type=float, default=7.5)
     ap.add_argument("--n-explain", type=int, default=1000)
@@ -99,11 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
     # black box -------------------------------------------------------------------------------------------------------
     classifier = MNISTClassifier(output_dim=10).to(device)
     t0 = time.perf_counter()
-    metrics["classifier_cached"] = cached(
+    metrics["classifier_cached"] = load_or_train(
         classifier, cache / f"mnist_classifier_e{args.clf_epochs}_s{args.seed}.safetensors",
-        lambda: train(classifier, X_train, y_train, args.clf_epochs, args.seed, device, what="classifier"))
+        lambda: train_model(classifier, X_train, y_train, epochs=args.clf_epochs, seed=args.seed, device=device,
+                            desc="classifier"))
     metrics["classifier_train_s"] = round(time.perf_counter() - t0, 1)
-    test_pred = batched(classifier, X_test, device).argmax(1)
+    test_pred = predict_batched(classifier, X_test).argmax(1)
     metrics["classifier_test_accuracy"] = float((test_pred == y_test).mean())
     print(f"classifier test accuracy {metrics['classifier_test_accuracy']:.4f}", flush=True)
 
@@ -115,12 +75,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     ae = glorot_init_(AE(MNISTEncoder(LATENT_DIM), MNISTDecoder(LATENT_DIM))).to(device)
     t0 = time.perf_counter()
-    metrics["ae_cached"] = cached(ae, cache / f"mnist_ae{LATENT_DIM}_e{args.ae_epochs}_s{args.seed}.safetensors",
-                                  lambda: train(ae, X_train, None, args.ae_epochs, args.seed, device, what="autoencoder"))
+    metrics["ae_cached"] = load_or_train(
+        ae, cache / f"mnist_ae{LATENT_DIM}_e{args.ae_epochs}_s{args.seed}.safetensors",
+        lambda: train_model(ae, X_train, None, epochs=args.ae_epochs, seed=args.seed, device=device, desc="autoencoder"))
     metrics["ae_train_s"] = round(time.perf_counter() - t0, 1)
-    rec = batched(ae, X_test, device)
+    rec = predict_batched(ae, X_test)
     metrics["ae_test_bce"] = float(F.binary_cross_entropy(torch.from_numpy(rec), torch.from_numpy(X_test)))
-    metrics["classifier_accuracy_on_reconstructions"] = float((batched(classifier, rec, device).argmax(1) == y_test).mean())
+    metrics["classifier_accuracy_on_reconstructions"] = float((predict_batched(classifier, rec).argmax(1) == y_test).mean())
     print(f"autoencoder test BCE {metrics['ae_test_bce']:.4f}", flush=True)
 
     # CFRL -------------------------------------------------------------------------------------------------------------
@@ -159,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     ref = slice(0, 10000)
     metrics["random_targets"] = counterfactual_report(
         X_e, cf["X"], cf["class"], targets, autoencoder=ae, X_ref=X_train[ref],
-        y_ref=batched(classifier, X_train[ref], device).argmax(1), k=5)
+        y_ref=predict_batched(classifier, X_train[ref]).argmax(1), k=5)
     metrics["random_targets"]["explain_images_per_s"] = round(len(X_e) / explain_s, 1)
     metrics["reference_ae_reconstruction_mse_of_test_images"] = float(((rec - X_test) ** 2).reshape(len(X_test), -1)
                                                                         .mean(1).mean())
