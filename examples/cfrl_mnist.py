@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--cache-dir", default=None, help="trained classifier/AE cache (default: <data home>/models)")
     ap.add_argument("--mnist-dir", default=None, help="local folder with the MNIST idx files (else fetched)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,10 @@
-"""Reference networks: MNIST classifier/autoencoder and the CFRL actor/critic (more are added per capability)."""
+"""Reference networks: MNIST classifier/autoencoder, CFRL actor/critic, tabular HeAE, IMPALA CNN."""
 from ._registry import MODEL_REGISTRY, build_model, model_spec, register
 from .cfrl import Actor, Critic
 from .mnist import AE, MNISTClassifier, MNISTDecoder, MNISTEncoder, glorot_init_
+from .tabular import (ADULTDecoder, ADULTEncoder, HeAE, HeAETrainConfig, TabularDecoder, TabularEncoder, heae_loss,
+                      train_heae)
 
 __all__ = ["AE", "Actor", "Critic", "MNISTClassifier", "MNISTDecoder", "MNISTEncoder", "glorot_init_",
-           "MODEL_REGISTRY", "build_model", "model_spec", "register"]
+           "HeAE", "HeAETrainConfig", "TabularEncoder", "TabularDecoder", "ADULTEncoder", "ADULTDecoder", "heae_loss",
+           "train_heae", "MODEL_REGISTRY", "build_model", "model_spec", "register"]
