@@ -29,6 +29,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; saved weights (and bundled package data) must be readable
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

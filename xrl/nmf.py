@@ -1,0 +1,375 @@
+"""THE non-negative matrix factorisation: ``X ~= W @ H`` with ``W, H >= 0``, in torch on CPU or GPU.
+
+Used by :mod:`xrl.vision` (LayerNMF over activations or attributions) and by the world-model explanations.
+
+Solver: accelerated HALS (hierarchical alternating least squares, Cichocki & Phan 2009; the inner-loop acceleration of
+Gillis & Glineur 2012, "Accelerated multiplicative updates and hierarchical ALS algorithms for nonnegative matrix
+factorization"). Each outer iteration computes the expensive products ``X H^T`` and ``W^T X`` once and then makes
+several cheap exact coordinate-descent sweeps over the columns of ``W`` (resp. rows of ``H``), which only need the
+``r x r`` Gram matrices. Every coordinate step is an exact minimisation, so the loss never rises. The initialisation
+(``"nndsvd"``, ``"nndsvda"``, ``"nndsvdar"`` of Boutsidis & Gallopoulos 2008, or ``"random"``) takes the singular vectors
+from the eigen-decomposition of the small Gram matrix (``K x K`` for tall ``X``), which is exact and cheap when one
+dimension is small (LayerNMF: ``K`` = channels).
+
+Example
+-------
+>>> import numpy as np
+>>> X = np.abs(np.random.default_rng(0).normal(size=(100, 12))).astype(np.float32)
+>>> nmf = NMF(n_components=3, seed=0)
+>>> W = nmf.fit_transform(X)
+>>> W.shape, nmf.components_.shape
+((100, 3), (3, 12))
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from xrl._utils import resolve_device, torch_generator
+from xrl._validation import check_choice, check_is_fitted, check_scalar, error_message
+
+try:  # one warning class users may already filter
+    from sklearn.exceptions import ConvergenceWarning
+except Exception:  # pragma: no cover - scikit-learn is a dependency
+    class ConvergenceWarning(UserWarning):
+        """NMF stopped at max_iter before reaching tol."""
+
+__all__ = ["NMF", "ConvergenceWarning"]
+
+_INITS = ("nndsvd", "nndsvda", "nndsvdar", "random")
+_ACC_ROWS = 8192  # rows per float32 block of W^T X before summing blocks in float64
+_EPS = 1e-6  # nndsvd: entries below this are treated as zero (as scikit-learn)
+
+
+def _as_matrix(name: str, X: Any, device: torch.device | None) -> tuple[torch.Tensor, bool, Any]:
+    """X -> 2-d float tensor on the work device; also whether the input was numpy and its original device."""
+    if isinstance(X, torch.Tensor):
+        is_numpy, orig = False, X.device
+        t = X.detach()
+        if not t.is_floating_point():
+            t = t.float()
+    else:
+        is_numpy, orig = True, None
+        arr = np.asarray(X)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(error_message(name, "a numeric array or tensor", arr))
+        if arr.dtype != np.float64:
+            arr = arr.astype(np.float32, copy=False)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim != 2:
+        raise ValueError(error_message(name, "a 2-d matrix [n_samples, n_features]", t,
+                                       "flatten leading dimensions first, e.g. X.reshape(-1, X.shape[-1])"))
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(error_message(name, "a non-empty matrix", t))
+    if device is not None:
+        t = t.to(device)
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise ValueError(error_message(name, "finite values", t, f"{bad} entries are NaN or inf"))
+    mn = float(t.min())
+    if mn < 0:
+        raise ValueError(error_message(name, "non-negative values (NMF factorises non-negative data)", t,
+                                       f"its minimum is {mn:.4g}; split signed data into positive and negative parts, "
+                                       "e.g. np.concatenate([np.maximum(X, 0), np.maximum(-X, 0)])"))
+    return t.contiguous(), is_numpy, orig
+
+
+def _out(t: torch.Tensor, is_numpy: bool, orig: Any):
+    if is_numpy:
+        return t.cpu().numpy()
+    return t.to(orig) if orig is not None else t
+
+
+def _hals_sweeps(Wt: torch.Tensor, num: torch.Tensor, gram: torch.Tensor, sweeps: int, tol_inner: float) -> None:
+    """In place: exact coordinate descent on the rows of ``Wt`` for min ||X - Wt^T H||, ``Wt`` [r, N].
+
+    ``num`` = H X^T [r, N], ``gram`` = H H^T [r, r]. Stops early when a sweep changes Wt by less than
+    ``tol_inner`` times the first sweep's change (Gillis & Glineur's inner stopping rule).
+    """
+    r = Wt.shape[0]
+    diag = torch.diagonal(gram).clamp_min(torch.finfo(gram.dtype).tiny)
+    first = None
+    # the early-stopping test costs about one sweep, so it is only worth it when many sweeps are allowed
+    old = torch.empty_like(Wt) if (tol_inner > 0 and sweeps > 3) else None
+    for _ in range(sweeps):
+        if old is not None:
+            old.copy_(Wt)
+        for j in range(r):
+            # [r] @ [r, N] -> [N]: row j's gradient; exact minimisation over row j, then projection on >= 0
+            step = torch.addmv(num[j], Wt.T, gram[j], alpha=-1.0)
+            Wt[j].add_(step, alpha=1.0 / float(diag[j])).clamp_(min=0.0)
+        if old is not None:
+            delta = float(torch.dist(Wt, old)) ** 2
+            if first is None:
+                first = delta
+            elif delta <= tol_inner * first:
+                break
+
+
+class NMF:
+    """Non-negative matrix factorisation ``X [N, K] ~= W [N, r] @ H [r, K]`` by accelerated HALS, in torch.
+
+    Parameters
+    ----------
+    n_components : int, default 8
+        Rank ``r``.
+    max_iter : int, default 200
+        Maximum number of outer iterations (one update of ``W`` and one of ``H`` each). A ``ConvergenceWarning`` is
+        issued when it is reached before ``tol``.
+    tol : float, default 1e-4
+        Stop when one iteration lowers the Frobenius error ``||X - WH||`` by less than ``tol`` times the current error.
+    init : {"nndsvda", "nndsvd", "nndsvdar", "random"}, default "nndsvda"
+        Initialisation (as scikit-learn's). ``nndsvd*`` need ``n_components <= min(N, K)``.
+    seed : int or None, default 0
+        Seed for the random parts (``"random"``, ``"nndsvdar"``). On CPU the result is deterministic for a seed.
+    device : str or torch.device, optional
+        Where to compute; default: the input tensor's device (CPU for numpy input). Outputs return to the input's kind:
+        numpy in -> numpy out, tensor in -> tensor (on its device) out.
+    inner_iter : int or None, default None
+        Coordinate sweeps per factor per outer iteration; default: ``1 + K // (2 r)`` for ``W`` and ``1 + N // (2 r)``
+        for ``H`` (capped at 10; the expensive products are reused), stopping early when a sweep changes little.
+    extrapolate : bool, default True
+        Extrapolated HALS (Ang & Gillis 2019): usually 2-3x fewer iterations; the accepted error still never rises.
+    verbose : bool, default False
+
+    Attributes
+    ----------
+    components_ : H, [n_components, K], same kind (numpy/tensor) as the fitted ``X``.
+    reconstruction_err_ : float
+        Frobenius norm ``||X - WH||`` at the end of ``fit`` (scikit-learn's definition).
+    n_iter_ : int
+        Outer iterations run (including extrapolated steps that were rejected).
+    loss_history_ : list of float
+        ``||X - WH||`` after each accepted iteration (non-increasing).
+    """
+
+    _max_inner = 10  # cap on coordinate sweeps per factor update
+
+    def __init__(self, n_components: int = 8, *, max_iter: int = 200, tol: float = 1e-4, init: str = "nndsvda",
+                 seed: int | None = 0, device: Any = None, inner_iter: int | None = None, extrapolate: bool = True,
+                 verbose: bool = False):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.seed = seed
+        self.device = device
+        self.inner_iter = inner_iter
+        self.extrapolate = extrapolate
+        self.verbose = verbose
+        self.components_ = None
+        self.reconstruction_err_ = None
+        self.n_iter_ = None
+        self.loss_history_: list[float] = []
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self) -> None:
+        check_scalar("n_components", self.n_components, int, low=1)
+        check_scalar("max_iter", self.max_iter, int, low=1)
+        check_scalar("tol", self.tol, (int, float), low=0)
+        check_choice("init", self.init, _INITS)
+        if self.inner_iter is not None:
+            check_scalar("inner_iter", self.inner_iter, int, low=1)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))):
+            raise TypeError(error_message("seed", "an int or None", self.seed))
+
+    def _device(self, X: Any) -> torch.device | None:
+        if self.device is not None:
+            return resolve_device(self.device)
+        return None
+
+    # ------------------------------------------------------------------ init
+    def _initialize(self, X: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        N, K = X.shape
+        r = self.n_components
+        dtype, dev = X.dtype, X.device
+        mean = float(X.mean())
+        if self.init == "random" or mean == 0.0:
+            avg = math.sqrt(max(mean, 0.0) / r) or 1e-3
+            H = avg * torch.randn(r, K, generator=gen, device=dev, dtype=dtype).abs()
+            Wt = avg * torch.randn(r, N, generator=gen, device=dev, dtype=dtype).abs()
+            return Wt, H
+        if r > min(N, K):
+            raise ValueError(error_message("n_components", f"at most min(n_samples, n_features) = {min(N, K)} with "
+                                           f"init={self.init!r}", r, "use init='random' for a larger rank"))
+        # Top-r singular triplets from the eigen-decomposition of the smaller Gram matrix (float64 for the eigh).
+        if K <= N:
+            G = (X.T @ X).double()                                     # [K, K]
+            evals, evecs = torch.linalg.eigh(G)
+            order = torch.argsort(evals, descending=True)[:r]
+            S = evals[order].clamp_min(0).sqrt()                       # [r]
+            V = evecs[:, order].T                                      # [r, K]
+            U = (X @ V.T.to(X.dtype)).double() / S.clamp_min(1e-300)   # [N, K] @ [K, r] -> [N, r]
+        else:
+            G = (X @ X.T).double()                                     # [N, N]
+            evals, evecs = torch.linalg.eigh(G)
+            order = torch.argsort(evals, descending=True)[:r]
+            S = evals[order].clamp_min(0).sqrt()
+            U = evecs[:, order]                                        # [N, r]
+            V = (U.T.to(X.dtype) @ X).double() / S.clamp_min(1e-300)[:, None]  # [r, N] @ [N, K] -> [r, K]
+        W = torch.zeros(N, r, dtype=torch.float64, device=dev)
+        H = torch.zeros(r, K, dtype=torch.float64, device=dev)
+        W[:, 0] = S[0].sqrt() * U[:, 0].abs()
+        H[0] = S[0].sqrt() * V[0].abs()
+        for j in range(1, r):
+            x, y = U[:, j], V[j]
+            xp, yp, xn, yn = x.clamp_min(0), y.clamp_min(0), (-x).clamp_min(0), (-y).clamp_min(0)
+            xpn, ypn, xnn, ynn = xp.norm(), yp.norm(), xn.norm(), yn.norm()
+            mp, mn = xpn * ypn, xnn * ynn
+            if mp > mn:
+                u, v, sigma = xp / xpn, yp / ypn, mp
+            else:
+                u, v, sigma = xn / xnn.clamp_min(1e-300), yn / ynn.clamp_min(1e-300), mn
+            lbd = (S[j] * sigma).sqrt()
+            W[:, j] = lbd * u
+            H[j] = lbd * v
+        W[W < _EPS] = 0
+        H[H < _EPS] = 0
+        W, H = W.to(dtype), H.to(dtype)
+        if self.init == "nndsvda":
+            W[W == 0] = mean
+            H[H == 0] = mean
+        elif self.init == "nndsvdar":
+            W = torch.where(W == 0, mean / 100 * torch.rand(W.shape, generator=gen, device=dev, dtype=dtype), W)
+            H = torch.where(H == 0, mean / 100 * torch.rand(H.shape, generator=gen, device=dev, dtype=dtype), H)
+        return W.T.contiguous(), H.contiguous()
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None) -> "NMF":
+        """Learn ``H`` (``components_``) from ``X`` [N, K] (non-negative). Returns ``self``."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None):
+        """Learn the factorisation of ``X`` [N, K] and return ``W`` [N, n_components] (numpy in -> numpy out)."""
+        self._validate()
+        Xt, is_numpy, orig = _as_matrix("X", X, self._device(X))
+        Wt, H = self._fit(Xt)
+        self._components = H
+        self.components_ = _out(H, is_numpy, orig)
+        return _out(Wt.T.contiguous(), is_numpy, orig)
+
+    def _chunks(self, X: torch.Tensor) -> list[slice]:
+        """Row blocks of about ``chunk_bytes`` so that a block of X and its W rows stay in cache (CPU); one block on GPU."""
+        N, K = X.shape
+        if X.device.type != "cpu" or N * self.n_components * X.element_size() <= self._chunk_bytes * 2:
+            return [slice(0, N)]                                        # W fits in cache (or GPU): one block
+        rows = max(16384, int(self._chunk_bytes // (K * X.element_size())))
+        return [slice(i, min(i + rows, N)) for i in range(0, N, rows)]
+
+    _chunk_bytes = 4 << 20  # CPU blocks of X of about this size when W is too large for the cache
+
+    def _fit(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        N, K = X.shape
+        r = self.n_components
+        gen = torch_generator(self.seed, X.device)
+        Wt, H = self._initialize(X, gen)                                # [r, N], [r, K]
+        chunks = self._chunks(X)
+        # W is stored as contiguous [r, n] blocks: its rows are independent given H, so the W step for one block of X
+        # is finished (and W_b^T X_b, W_b^T W_b accumulated) while that block is in cache: one pass over X per iteration.
+        Wb = [Wt[:, c].contiguous() for c in chunks]
+        del Wt
+        # sweeps per update: a sweep costs ~size(factor) * r, the product it reuses ~N * K * r
+        inner_w = self.inner_iter or int(min(self._max_inner, 1 + K // (4 * r)))
+        inner_h = self.inner_iter or int(min(self._max_inner, 1 + N // (4 * r)))
+        norm_x2 = float(sum(torch.sum(X[c].double() ** 2) for c in chunks))
+        history: list[float] = []
+        prev = math.inf
+        converged = False
+        # Extrapolation (Ang & Gillis 2019, "Accelerating NMF algorithms using extrapolation"): each factor update
+        # starts from the accepted iterate but the other factor is pushed along its last step by beta; beta grows
+        # while the error falls and shrinks (with a restart from the accepted pair) when it rises, so the recorded
+        # error of the accepted iterates never rises.
+        beta = 0.5 if self.extrapolate else 0.0
+        beta_max, grow, grow_max, shrink = 1.0, 1.05, 1.01, 1.5
+        Hy = H.clone()                                                  # H used for the next W step
+        it = 0
+        for it in range(1, self.max_iter + 1):
+            HHt = Hy @ Hy.T                                             # [r, r]
+            WX = torch.zeros(r, K, dtype=torch.float64, device=X.device)
+            WtW = torch.zeros(r, r, dtype=torch.float64, device=X.device)
+            new_blocks = []
+            for c, W_c in zip(chunks, Wb):
+                X_c = X[c]                                              # [n, K]
+                if K <= 64:   # narrow X: the transposed product avoids a transposing copy of [n, r]
+                    num = Hy @ X_c.T                                    # [r, K] @ [K, n] -> [r, n]
+                else:
+                    num = (X_c @ Hy.T).T.contiguous()                   # [n, K] @ [K, r] -> [n, r] -> [r, n]
+                W_n = W_c.clone()
+                _hals_sweeps(W_n, num, HHt, inner_w, 0.01)
+                if beta > 0:                                            # W_y = max(0, W_n + beta (W_n - W))
+                    W_n = torch.lerp(W_c, W_n, 1.0 + beta).clamp_min_(0.0)
+                new_blocks.append(W_n)
+                # W^T X and W^T W summed in float64 over blocks of _ACC_ROWS rows: the error test below subtracts
+                # nearly equal numbers, and one float32 sum over a million rows is too coarse for tol ~ 1e-4.
+                for i in range(0, W_n.shape[1], _ACC_ROWS):
+                    Wi, Xi = W_n[:, i:i + _ACC_ROWS], X_c[i:i + _ACC_ROWS]
+                    WX += (Wi @ Xi).double()                            # [r, n] @ [n, K] -> [r, K]
+                    WtW += (Wi @ Wi.T).double()                         # [r, r]
+            H_n = H.clone()
+            _hals_sweeps(H_n, WX.to(X.dtype), WtW.to(X.dtype), inner_h, 0.01)
+            # ||X - WH||^2 = ||X||^2 - 2 <H, W^T X> + <W^T W, H H^T>  (exact for the candidate W, H)
+            Hd = H_n.double()
+            err2 = norm_x2 - 2.0 * float(torch.sum(Hd * WX)) + float(torch.sum(WtW * (Hd @ Hd.T)))
+            err = math.sqrt(max(err2, 0.0))
+            if self.verbose:
+                print(f"NMF iteration {it}: error {err:.6g} (beta {beta:.3g})")
+            if err > prev:                                              # reject: restart from the accepted pair
+                if beta == 0.0:   # a plain HALS step cannot raise the error: this is rounding at convergence
+                    converged = True
+                    break
+                beta_max, beta = beta, beta / shrink
+                Hy = H
+                if beta < 1e-3:                                         # plain HALS from now on
+                    beta = 0.0
+                continue
+            Hy = torch.lerp(H, H_n, 1.0 + beta).clamp_min_(0.0) if beta > 0 else H_n
+            Wb, H = new_blocks, H_n
+            history.append(err)
+            if beta > 0:
+                beta, beta_max = min(beta_max, beta * grow), min(1.0, beta_max * grow_max)
+            if prev - err < self.tol * max(err, 1e-30):
+                converged = True
+                break
+            prev = err
+        self.n_iter_ = it
+        self.loss_history_ = history
+        self.reconstruction_err_ = history[-1]
+        if not converged:
+            warnings.warn(f"NMF: maximum number of iterations max_iter={self.max_iter} reached before the error "
+                          f"improvement fell below tol={self.tol}; increase max_iter or tol", ConvergenceWarning,
+                          stacklevel=3)
+        return torch.cat(Wb, dim=1), H
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X: Any):
+        """``W`` for new data ``X`` [M, K] with ``H`` fixed (non-negative least squares by HALS)."""
+        check_is_fitted(self, "components_")
+        Xt, is_numpy, orig = _as_matrix("X", X, self._device(X))
+        H = self._components.to(device=Xt.device, dtype=Xt.dtype)
+        if Xt.shape[1] != H.shape[1]:
+            raise ValueError(error_message("X", f"{H.shape[1]} features (columns), as in fit", Xt))
+        num = (Xt @ H.T).T.contiguous()                                 # [r, M]
+        gram = H @ H.T                                                  # [r, r]
+        # start from the clipped unconstrained least-squares solution
+        reg = 1e-6 * torch.trace(gram) / gram.shape[0] + torch.finfo(gram.dtype).tiny
+        Wt = torch.linalg.solve(gram.double() + reg.double() * torch.eye(gram.shape[0], dtype=torch.float64,
+                                device=gram.device), num.double()).to(Xt.dtype).clamp_min(0).contiguous()
+        _hals_sweeps(Wt, num, gram, max(self.max_iter, 1), self.tol)
+        return _out(Wt.T.contiguous(), is_numpy, orig)
+
+    def inverse_transform(self, W: Any):
+        """``W @ H`` [M, K]."""
+        check_is_fitted(self, "components_")
+        if isinstance(W, torch.Tensor):
+            return W @ self._components.to(device=W.device, dtype=W.dtype)
+        W = np.asarray(W)
+        return W @ self._components.cpu().numpy().astype(W.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return (f"NMF(n_components={self.n_components}, max_iter={self.max_iter}, tol={self.tol}, init={self.init!r}, "
+                f"seed={self.seed}, device={self.device!r})")
