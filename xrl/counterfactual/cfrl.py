@@ -279,6 +279,23 @@ def _rows(x: Any) -> int:
     return len(x[0]) if isinstance(x, (list, tuple)) else len(x)
 
 
+class _Frozen:
+    """Temporarily stop weight gradients of modules (inputs still get gradients): the actor's loss flows through the
+    critic and the frozen decoder, whose own weight gradients would be computed and thrown away."""
+
+    def __init__(self, *modules: Any) -> None:
+        self.params = [p for m in modules if isinstance(m, nn.Module) for p in m.parameters()]
+
+    def __enter__(self) -> None:
+        self.flags = [p.requires_grad for p in self.params]
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc: Any) -> None:
+        for p, flag in zip(self.params, self.flags):
+            p.requires_grad_(flag)
+
+
 class _EvalMode:
     """Temporarily put modules in eval mode (a black box predicts; the frozen autoencoder never trains)."""
 
@@ -727,9 +744,8 @@ class CounterfactualRL:
         p["optimizer_critic"].zero_grad(set_to_none=True)
         loss_critic.backward()
         p["optimizer_critic"].step()
-        # actor (the critic's weights need no gradient here)
-        critic.requires_grad_(False)
-        try:
+        # actor (the critic's and the decoder's weights need no gradient here)
+        with _Frozen(critic, p["decoder"], p["encoder"]):
             Z_cf = actor(state)
             loss_max = -critic(torch.cat([state, Z_cf], 1)).mean()
             X_hat_cf = self._decode(Z_cf, grad=True)
@@ -754,8 +770,6 @@ class CounterfactualRL:
             p["optimizer_actor"].zero_grad(set_to_none=True)
             loss.backward()
             p["optimizer_actor"].step()
-        finally:
-            critic.requires_grad_(True)
         if p["callbacks"]:
             sample = {"X": X, "Y_m": Y_m, "Y_t": b["Y_t"], "Z": Z, "Z_cf_tilde": b["Z_cf_tilde"], "C": C,
                       "R_tilde": b["R_tilde"], "Z_cf": Z_cf.detach(), "X_cf": X_cf}
