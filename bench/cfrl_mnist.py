@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--predictor", choices=["module", "numpy"], default="numpy",
                     help="numpy: a numpy->numpy black box as in alibi's benchmark; module: xrl's torch fast path")
-    ap.add_argument("--hindsight", type=float, default=0.5)
+    ap.add_argument("--hindsight", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=str(data_home() / "bench_cfrl_mnist"))

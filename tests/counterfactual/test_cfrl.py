@@ -41,7 +41,7 @@ def random_targets(pred: np.ndarray, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fitted(digits, digits_models):
     X, _ = digits
-    return make(digits_models, steps=700, seed=1, actor_hidden_dim=256, critic_hidden_dim=256).fit(X)
+    return make(digits_models, steps=700, seed=1, actor_hidden_dim=256, critic_hidden_dim=256, hindsight=0.8).fit(X)
 
 
 def test_default_params_match_the_seed():
@@ -57,7 +57,7 @@ def test_validity_clearly_above_chance(fitted, digits, digits_models):
     targets = random_targets(pred)
     exp = fitted.explain(X[:400], Y_t=targets, batch_size=100)
     validity = float((exp.data["cf"]["class"][:, 0] == targets).mean())
-    assert validity > 0.35, validity  # chance is 0.1
+    assert validity > 0.45, validity  # chance is 0.1
     assert exp.data["cf"]["X"].shape == X[:400].shape
     assert exp.data["orig"]["class"].shape == (400, 1)
     np.testing.assert_array_equal(exp.data["orig"]["class"][:, 0], pred)

@@ -339,6 +339,9 @@ class CounterfactualRL:
         Where networks and the training loop live (``"cpu"``, ``"cuda"``, ...); default: the encoder's device.
     progress
         Show tqdm progress bars in ``fit`` and ``explain``.
+    hindsight
+        Fraction of replayed transitions relabelled with the class actually reached (reward 1); only with the
+        default classification reward. 0 (default) samples exactly as alibi does; see ``_hindsight`` for measurements.
     **kwargs
         Any key of :data:`DEFAULT_BASE_PARAMS`; unknown keys raise ``ValueError``.
 
@@ -355,7 +358,7 @@ class CounterfactualRL:
 
     def __init__(self, predictor: Callable, encoder: nn.Module, decoder: nn.Module, coeff_sparsity: float,
                  coeff_consistency: float, latent_dim: int | None = None, backend: str = "pytorch", seed: int = 0,
-                 *, device: Any = None, progress: bool = True, hindsight: float = 0.5, **kwargs: Any) -> None:
+                 *, device: Any = None, progress: bool = True, hindsight: float = 0.0, **kwargs: Any) -> None:
         if not isinstance(backend, str) or backend.strip().lower() not in SUPPORTED_BACKENDS:
             raise ValueError(error_message("backend", "'pytorch' (the only supported backend; xrl is PyTorch-only, "
                                            "pass PyTorch encoder/decoder modules)", backend))
@@ -716,9 +719,11 @@ class CounterfactualRL:
     def _hindsight(self, b: dict[str, Any], gen: torch.Generator) -> None:
         """Relabel a fraction of replayed transitions with the class the black box actually predicted (reward 1).
 
-        One black-box call then teaches the critic about two targets (the one asked for and the one reached), which
-        is what makes CFRL reach a given validity in far fewer steps (hindsight experience replay, Andrychowicz et
-        al. 2017; exact here because the reward depends on the reached class only)."""
+        Hindsight experience replay (Andrychowicz et al. 2017), exact here because the default reward depends on the
+        reached class only: one black-box call then teaches the critic two targets. Off by default: measured on
+        digits it raised validity after 600 steps (0.33 -> 0.59 with 0.8), on MNIST it made counterfactuals less
+        sparse and validity less stable (0.45 at 2500 steps with 0.5 vs 0.70 without).
+        """
         reached = b.pop("reached", None)
         if reached is None:
             return
@@ -892,7 +897,7 @@ class CounterfactualRL:
 
     def _config(self) -> dict[str, Any]:
         return {"format": f"xrl.{self.name}", "version": 1, "class": type(self).__name__,
-                "params": self._serializable_params(), "progress": self.progress,
+                "params": self._serializable_params(), "progress": self.progress, "hindsight": self.hindsight,
                 "state": {"step": self._step, "y_dim": self.y_dim, "regression": self.regression,
                           "cond_dim": self.cond_dim, "x_shape": list(self.x_shape) if self.x_shape else None,
                           "y_range": list(self.y_range) if self.y_range else None},
@@ -1020,7 +1025,8 @@ class CounterfactualRL:
         params = config["params"]
         return cls(predictor, nets["encoder"], nets["decoder"], params["coeff_sparsity"], params["coeff_consistency"],
                    latent_dim=params["latent_dim"], seed=params["seed"], device=device,
-                   progress=config.get("progress", True), actor=nets["actor"], critic=nets["critic"], **kwargs)
+                   progress=config.get("progress", True), hindsight=config.get("hindsight", 0.0), actor=nets["actor"],
+                   critic=nets["critic"], **kwargs)
 
 
 def _detach(x: Any) -> Any:
