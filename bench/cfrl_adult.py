@@ -119,11 +119,11 @@ def main() -> None:
     rng = np.random.RandomState(args.seed + 7)
     idx = rng.choice(len(X_te), size=min(args.explain_n, len(X_te)), replace=False)
     Xe, target = X_te[idx], 1 - pred_te[idx]
-    cf.explain(Xe[:100], Y_t=target[:100])  # warm-up
+    cf.explain(Xe[:100], Y_t=target[:100], C={})  # warm-up
     walls, exp = [], None
     for _ in range(3):
         t0 = time.perf_counter()
-        exp = cf.explain(Xe, Y_t=target, batch_size=100)
+        exp = cf.explain(Xe, Y_t=target, C={}, batch_size=100)
         walls.append(time.perf_counter() - t0)
     res["explain_rows_per_s"] = round(len(Xe) / float(np.median(walls)), 1)
     m = tabular_cf_metrics(pre, Xe, exp.data["cf"]["X"], exp.data["cf"]["class"][:, 0], target,

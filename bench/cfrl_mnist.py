@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--predictor", choices=["module", "numpy"], default="numpy",
                     help="numpy: a numpy->numpy black box as in alibi's benchmark; module: xrl's torch fast path")
     ap.add_argument("--hindsight", type=float, default=0.0)
+    ap.add_argument("--act-noise", type=float, default=0.1, help="seed/alibi default 0.1; 0.3 learned faster here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=str(data_home() / "bench_cfrl_mnist"))
@@ -68,7 +69,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache_dir)
     res: dict = {"bench": "xrl CounterfactualRL MNIST", "torch": torch.__version__, "threads": args.threads,
-                 "steps": args.steps, "predictor": args.predictor, "hindsight": args.hindsight}
+                 "steps": args.steps, "predictor": args.predictor, "hindsight": args.hindsight, "act_noise": args.act_noise}
 
     (X_train, y_train), (X_test, y_test) = load_mnist(args.mnist_dir)
     if args.mnist_dir is None:  # the anchor reads the raw idx files: point it at our verified cache
@@ -116,12 +117,16 @@ def main() -> None:
 
     explainer = CounterfactualRL(predictor, ae.encoder, ae.decoder, coeff_sparsity=7.5, coeff_consistency=0,
                                  latent_dim=64, train_steps=args.steps, batch_size=100, seed=args.seed,
-                                 hindsight=args.hindsight, callbacks=[Evaluate()], progress=False)
+                                 hindsight=args.hindsight, act_noise=args.act_noise, callbacks=[Evaluate()],
+                                 progress=False)
     clock["t0"] = time.perf_counter()
     explainer.fit(X_train)
     fit_s = time.perf_counter() - clock["t0"] - clock["eval_s"]
     res["fit_wall_s"] = round(fit_s, 1)
-    res["fit_steps_per_s"] = round(args.steps / fit_s, 2)
+    res["fit_steps_per_s"] = round(args.steps / fit_s, 2)  # whole fit, incl. the one-off preparation
+    res["prepare_s"] = round(explainer.fit_timing_["prepare_s"], 1)
+    # the loop alone, as alibi's anchor reports it (``steps_per_s_loop``); evaluation time excluded
+    res["fit_steps_per_s_loop"] = round(args.steps / (fit_s - explainer.fit_timing_["prepare_s"]), 2)
     res["curve"] = curve
     res["validity_final"] = curve[-1]["validity"] if curve else None
     res["l1_final"] = curve[-1]["l1"] if curve else None
@@ -150,12 +155,14 @@ def main() -> None:
                 a = json.loads(out.read_text())
                 fit = a.get("cfrl_fit", {})
                 steps_s = fit.get("steps_per_s_loop") or fit.get("steps_per_s_incl_init")
+                steps_s_all = fit.get("steps_per_s_incl_init")
                 exp = a.get("explain", {})
                 exp_rate = (exp.get("target_ne_pred") or {}).get("instances_per_s")
-                res["alibi"] = {"train_steps": args.alibi_steps, "fit_steps_per_s": steps_s,
+                res["alibi"] = {"train_steps": args.alibi_steps, "fit_steps_per_s_loop": steps_s,
+                                "fit_steps_per_s": steps_s_all, "prepare_s": fit.get("dataset_init_s"),
                                 "explain_images_per_s": exp_rate}
-                if steps_s:
-                    res["fit_speedup_vs_alibi"] = round(res["fit_steps_per_s"] / steps_s, 2)
+                if steps_s:  # loop vs loop: both label the training set once before the loop (prepare_s)
+                    res["fit_speedup_vs_alibi"] = round(res["fit_steps_per_s_loop"] / steps_s, 2)
                 if exp_rate:
                     res["explain_speedup_vs_alibi"] = round(res["explain_images_per_s"] / exp_rate, 2)
     print(json.dumps(res))

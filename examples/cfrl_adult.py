@@ -132,7 +132,7 @@ def evaluate(cf, pre, predictor, adult, X_tr, X_te, pred_te, out: Path, explain_
     idx = rng.choice(len(X_te), size=min(explain_n, len(X_te)), replace=False)
     Xe, target = X_te[idx], 1 - pred_te[idx]
     t0 = time.perf_counter()
-    exp = cf.explain(Xe, Y_t=target, batch_size=100)
+    exp = cf.explain(Xe, Y_t=target, C={}, batch_size=100)
     explain_s = time.perf_counter() - t0
     X_cf = exp.data["cf"]["X"]
     metrics = tabular_cf_metrics(pre, Xe, X_cf, exp.data["cf"]["class"][:, 0], target, immutable_features=IMMUTABLE,

@@ -94,7 +94,7 @@ def check_constraints(X, X_cf, cond=None):
 def test_fit_explain_respects_constraints_and_layout():
     X, cf = fitted()
     Xe = data(50, seed=1)
-    exp = cf.explain(Xe, Y_t=np.array([1]), batch_size=16)
+    exp = cf.explain(Xe, Y_t=np.array([1]), C={}, batch_size=16)
     X_cf = exp.data["cf"]["X"]
     assert X_cf.shape == Xe.shape and X_cf.dtype == object
     assert exp.data["orig"]["class"].shape == (50, 1) and exp.data["target"].shape == (50, 1)
@@ -120,7 +120,7 @@ def test_property_explain_never_violates_constraints(seed, age_hi, h_lo, h_hi, j
 def test_dataframe_in_dataframe_out():
     X, cf = make(frame=True)
     cf.fit(X)
-    exp = cf.explain(X.iloc[:20], Y_t=np.array([0]))
+    exp = cf.explain(X.iloc[:20], Y_t=np.array([0]), C={})
     out = exp.data["cf"]["X"]
     assert isinstance(out, pd.DataFrame) and list(out.columns) == NAMES and out["Age"].dtype == np.int64
     check_constraints(X.iloc[:20].to_numpy(), out.to_numpy())
@@ -131,28 +131,28 @@ def test_regression_interval_targets():
     cf.fit(X)
     assert cf.regression and cf.y_dim == 1
     Xe = data(30, seed=2)
-    exp = cf.explain(Xe, Y_t=np.array([[0.5, 1.5]]))
+    exp = cf.explain(Xe, Y_t=np.array([[0.5, 1.5]]), C={})
     assert exp.data["target"].shape == (30, 2) and exp.data["cf"]["class"].shape == (30, 1)
     y_cf = exp.data["cf"]["class"][:, 0]
     np.testing.assert_array_equal(exp.data["valid"], (y_cf >= 0.5) & (y_cf <= 1.5))
     check_constraints(Xe, exp.data["cf"]["X"])
     with pytest.raises(ValueError, match="low <= high"):
-        cf.explain(Xe, Y_t=np.array([[2.0, 1.0]]))
+        cf.explain(Xe, Y_t=np.array([[2.0, 1.0]]), C={})
     with pytest.raises(ValueError, match="target intervals"):
-        cf.explain(Xe, Y_t=np.array([1.0, 2.0, 3.0]))
+        cf.explain(Xe, Y_t=np.array([1.0, 2.0, 3.0]), C={})
 
 
 def test_diversity_returns_distinct_valid_counterfactuals():
     X, cf = fitted()
     x = data(1, seed=3)
-    exp = cf.explain(x, Y_t=np.array([1]), diversity=True, num_samples=5, patience=10, batch_size=32)
+    exp = cf.explain(x, Y_t=np.array([1]), C={}, diversity=True, num_samples=5, patience=10, batch_size=32)
     cfs = exp.data["cf"]["X"]
     assert len(cfs) <= 5 and exp.data["valid"].all()
     assert len({tuple(r) for r in cfs}) == len(cfs)
     if len(cfs):
         check_constraints(np.repeat(x, len(cfs), 0), cfs)
     with pytest.raises(ValueError, match="exactly one row"):
-        cf.explain(data(2), Y_t=np.array([1]), diversity=True)
+        cf.explain(data(2), Y_t=np.array([1]), C={}, diversity=True)
 
 
 def test_save_load_round_trip(tmp_path):
@@ -173,7 +173,7 @@ def test_same_seed_same_explainer():
     a.fit(X)
     b.fit(X)
     Xe = data(10, seed=5)
-    assert (a.explain(Xe, np.array([1])).data["cf"]["X"] == b.explain(Xe, np.array([1])).data["cf"]["X"]).all()
+    assert (a.explain(Xe, np.array([1]), C={}).data["cf"]["X"] == b.explain(Xe, np.array([1]), C={}).data["cf"]["X"]).all()
 
 
 def test_errors():
@@ -219,6 +219,10 @@ def test_errors():
         cf.explain(Xe, np.array([1]), C=np.zeros((8, 3)))
     with pytest.raises(ValueError, match="class labels"):
         cf.explain(Xe, np.array([2]))
+    with pytest.raises(ValueError, match=r"trained with conditioning.*C=\{\}"):
+        cf.explain(Xe, np.array([1]))
+    with pytest.raises(ValueError, match=r"trained with conditioning.*C=\{\}"):
+        cf.explain(Xe[:1], np.array([1]), diversity=True)
     _, nc = make(conditional=False, train_steps=5)
     with pytest.raises(RuntimeError, match="not fitted"):
         nc.explain(Xe, np.array([1]))

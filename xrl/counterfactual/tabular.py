@@ -328,6 +328,10 @@ class CounterfactualRLTabular(CounterfactualRL):
                                  "cannot follow explain-time conditions; pass C=None, or build it with "
                                  "conditional=True and fit again")
             return None
+        if C is None:  # explicit beats silent: a conditional actor was trained to read a condition
+            raise ValueError("C: the explainer was trained with conditioning (conditional=True), so explain needs "
+                             "a condition; pass C={} for 'immutable features and ranges only', a dict such as "
+                             "{'Age': [0, 20]}, one dict per row, or a condition array")
         if empty:
             return self.constraints.default_condition(A)
         if isinstance(C, Mapping) or (isinstance(C, (list, tuple)) and all(isinstance(c, Mapping) for c in C)):
@@ -367,9 +371,11 @@ class CounterfactualRLTabular(CounterfactualRL):
         Y_t
             Target class per row or one for all (classification); target interval(s) ``[low, high]`` (regression).
         C
-            ``None`` (only the explainer's immutables/ranges), a dict in original units applied to all rows
+            Required when the explainer was trained with ``conditional=True`` (the default), ``None`` otherwise:
+            ``{}`` (only the explainer's immutables/ranges), a dict in original units applied to all rows
             (``{"Age": [0, 20], "Workclass": ["Private"]}``), a list of 1 or N dicts, or a raw ``[N, cond_dim]``
-            array. Needs an explainer trained with ``conditional=True``.
+            array. Forgetting ``C`` is an error rather than a silent default, so a conditional explainer is never
+            queried without the user choosing its conditions.
         batch_size
             Rows per actor forward pass (the black box is called once per 10,000 rows).
         diversity, num_samples, patience, tolerance
@@ -433,11 +439,15 @@ class CounterfactualRLTabular(CounterfactualRL):
         if not self.conditional:
             raise ValueError("diversity: needs an explainer trained with conditional=True (diverse counterfactuals "
                              "come from random sub-conditions the actor must have learned to follow)")
+        if C is None:
+            raise ValueError("C: the explainer was trained with conditioning (conditional=True), so explain needs "
+                             "a condition; pass C={} to draw diverse counterfactuals under the explainer's immutable "
+                             "features and ranges only, or a dict of extra conditions")
         if isinstance(C, (list, tuple)) and len(C) > 1:
             raise ValueError(error_message("C", "one dict with diversity=True", f"a list of {len(C)}"))
         cond = C[0] if isinstance(C, (list, tuple)) and C else (C or {})
         if not isinstance(cond, Mapping):
-            raise TypeError(error_message("C", "a dict of conditions (or None) with diversity=True",
+            raise TypeError(error_message("C", "a dict of conditions ({} for none) with diversity=True",
                                           type(cond).__name__))
         pre, cons = self.preprocessor, self.constraints
         Y_m = self._predict_codes(A)
@@ -495,5 +505,5 @@ class CounterfactualRLTabular(CounterfactualRL):
                    immutable_features=tab["immutable_features"], ranges=tab["ranges"],
                    weight_num=tab["weight_num"], weight_cat=tab["weight_cat"], seed=params["seed"],
                    conditional=tab["conditional"], device=device, progress=config.get("progress", True),
-                   actor=nets["actor"], critic=nets["critic"], **kwargs)
+                   optimize_inference=config.get("optimize_inference", True), actor=nets["actor"], critic=nets["critic"], **kwargs)
 

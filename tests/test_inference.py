@@ -1,0 +1,71 @@
+"""The optimized inference copy must equal the eager module, follow weight changes, and fall back when unsafe."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from xrl._inference import InferenceModule
+from xrl.models import MNISTClassifier, MNISTDecoder
+
+
+def test_matches_eager_for_every_batch_size():
+    torch.manual_seed(0)
+    clf = MNISTClassifier(10)
+    fast = InferenceModule(clf)
+    for n in (50, 7, 50, 1):
+        x = torch.rand(n, 1, 28, 28)
+        with torch.no_grad():
+            ref = clf.eval()(x)
+        out = fast(x)
+        assert out.shape == (n, 10) and not out.requires_grad
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    assert fast.status == "optimized"
+
+
+def test_keeps_training_mode_and_follows_weight_changes():
+    torch.manual_seed(1)
+    dec = MNISTDecoder(8).train()
+    fast = InferenceModule(dec)
+    z = torch.rand(20, 8)
+    before = fast(z)
+    assert dec.training  # restored after the call
+    with torch.no_grad():
+        dec.fc1.weight.mul_(-2.0)  # an in-place edit bumps the version counter -> rebuilt, never stale
+    after = fast(z)
+    with torch.no_grad():
+        ref = dec.eval()(z)
+    torch.testing.assert_close(after, ref, rtol=1e-4, atol=1e-5)
+    assert (after - before).abs().max() > 1e-3
+
+
+class BatchSizeBranch(nn.Module):
+    """A forward whose Python branch depends on the batch size: tracing would bake one branch in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * (2.0 if x.shape[0] > 10 else -1.0)
+
+
+def test_unsafe_trace_falls_back_to_eager():
+    torch.manual_seed(2)
+    m = BatchSizeBranch()
+    fast = InferenceModule(m)
+    for n in (32, 3, 32):
+        x = torch.rand(n, 4)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x), m(x))
+    assert fast.status.startswith("eager (the traced module disagreed")
+
+
+def test_disabled_and_non_tensor_inputs_run_eager():
+    m = nn.Linear(4, 2)
+    fast = InferenceModule(m, enabled=False)
+    x = torch.rand(5, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), m(x))
+    assert fast.status == "eager (disabled)"
+    assert np.isfinite(InferenceModule(nn.Identity())(torch.zeros(0, 3)).numpy()).all()
