@@ -405,3 +405,17 @@ def test_optimized_inference_gives_the_eager_counterfactuals(digits, digits_mode
     np.testing.assert_allclose(a, b, atol=1e-4)
     with pytest.raises(TypeError, match="optimize_inference"):
         make(digits_models, optimize_inference="yes")
+
+
+def test_saturation_penalty_keeps_the_actor_out_of_tanh_tails(digits, digits_models):
+    X, _ = digits
+    pre = {}
+    for coeff in (0.0, 1.0):
+        cf = make(digits_models, steps=150, seed=4, saturation_penalty=coeff).fit(X)
+        fs = cf._fit_state["data"]
+        Y_t = torch.nn.functional.one_hot(torch.arange(len(X)) % 10, 10).float()
+        with torch.no_grad():
+            pre[coeff] = float(cf.params["actor"].preactivation(cf._state(fs["Z"], fs["Y_m"], Y_t, None)).pow(2).mean())
+    assert pre[1.0] < 0.5 * pre[0.0], pre
+    with pytest.raises(ValueError, match="saturation_penalty"):
+        make(digits_models, saturation_penalty=-1.0)

@@ -173,7 +173,8 @@ def test_same_seed_same_explainer():
     a.fit(X)
     b.fit(X)
     Xe = data(10, seed=5)
-    assert (a.explain(Xe, np.array([1]), C={}).data["cf"]["X"] == b.explain(Xe, np.array([1]), C={}).data["cf"]["X"]).all()
+    out_a = a.explain(Xe, np.array([1]), C={}).data["cf"]["X"]
+    assert (out_a == b.explain(Xe, np.array([1]), C={}).data["cf"]["X"]).all()
 
 
 def test_errors():

@@ -505,5 +505,7 @@ class CounterfactualRLTabular(CounterfactualRL):
                    immutable_features=tab["immutable_features"], ranges=tab["ranges"],
                    weight_num=tab["weight_num"], weight_cat=tab["weight_cat"], seed=params["seed"],
                    conditional=tab["conditional"], device=device, progress=config.get("progress", True),
-                   optimize_inference=config.get("optimize_inference", True), actor=nets["actor"], critic=nets["critic"], **kwargs)
+                   optimize_inference=config.get("optimize_inference", True),
+                   saturation_penalty=config.get("saturation_penalty", 0.0), actor=nets["actor"],
+                   critic=nets["critic"], **kwargs)
 

@@ -26,10 +26,14 @@ class Actor(nn.Module):
         self.ln2 = nn.LayerNorm(hidden_dim)
         self.fc3 = nn.Linear(hidden_dim, output_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """The output before the tanh (CFRL can penalise it to keep the policy out of tanh's flat tails)."""
         x = F.relu(self.ln1(self.fc1(x)))
         x = F.relu(self.ln2(self.fc2(x)))
-        return torch.tanh(self.fc3(x))
+        return self.fc3(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.preactivation(x))
 
 
 @register
