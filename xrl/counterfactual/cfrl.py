@@ -422,8 +422,7 @@ class CounterfactualRL:
         params["critic"].to(self.device)
         self.params = params
         self._fast = {name: InferenceModule(params[name], optimize_inference) for name in ("encoder", "decoder")}
-        self._fast["predictor"] = (InferenceModule(predictor, optimize_inference)
-                                   if isinstance(predictor, nn.Module) else None)
+        self._fast["predictor"] = self._fast_predictor(predictor)
         self.meta: dict[str, Any] = {"name": self.name, "type": ["blackbox"], "explanations": ["local"],
                                      "params": self._serializable_params()}
         # Learned / derived state (set by fit or load).
@@ -481,8 +480,11 @@ class CounterfactualRL:
         if not callable(predictor):
             raise TypeError(error_message("predictor", "a callable or a torch.nn.Module", type(predictor).__name__))
         self.params["predictor"] = predictor
-        self._fast["predictor"] = (InferenceModule(predictor, self.optimize_inference)
-                                   if isinstance(predictor, nn.Module) else None)
+        self._fast["predictor"] = self._fast_predictor(predictor)
+
+    def _fast_predictor(self, predictor: Callable) -> InferenceModule | None:
+        """The optimized no-grad wrapper of a module black box (None for numpy callables, called as they are)."""
+        return InferenceModule(predictor, self.optimize_inference) if isinstance(predictor, nn.Module) else None
 
     # ------------------------------------------------------------------------------------------------- the pipeline
     def _predict(self, X: Any, what: str = "predictor") -> torch.Tensor:
