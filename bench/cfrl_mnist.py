@@ -69,7 +69,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache_dir)
     res: dict = {"bench": "xrl CounterfactualRL MNIST", "torch": torch.__version__, "threads": args.threads,
-                 "steps": args.steps, "predictor": args.predictor, "hindsight": args.hindsight, "act_noise": args.act_noise}
+                 "steps": args.steps, "predictor": args.predictor, "hindsight": args.hindsight,
+                 "act_noise": args.act_noise}
 
     (X_train, y_train), (X_test, y_test) = load_mnist(args.mnist_dir)
     if args.mnist_dir is None:  # the anchor reads the raw idx files: point it at our verified cache
