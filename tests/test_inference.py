@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xrl._inference import InferenceModule
+from xrl._inference import ChannelsLastCall, InferenceModule
 from xrl.models import MNISTClassifier, MNISTDecoder
 
 
@@ -69,3 +69,25 @@ def test_disabled_and_non_tensor_inputs_run_eager():
         torch.testing.assert_close(fast(x), m(x))
     assert fast.status == "eager (disabled)"
     assert np.isfinite(InferenceModule(nn.Identity())(torch.zeros(0, 3)).numpy()).all()
+
+
+def test_channels_last_call_gives_eager_values_and_input_gradients():
+    torch.manual_seed(2)
+    dec = MNISTDecoder(8).eval()
+    for p in dec.parameters():
+        p.requires_grad_(False)  # frozen, as in the actor update
+    call = ChannelsLastCall(dec)
+    z = torch.rand(16, 8, requires_grad=True)
+    out = call(z)
+    (g,) = torch.autograd.grad(out.square().sum(), z)
+    z_ref = z.detach().clone().requires_grad_(True)
+    ref = dec(z_ref)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), z_ref)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
+    assert all(p.is_contiguous() for p in dec.parameters())  # the module itself is left as it was
+    with torch.no_grad():
+        dec.conv4.weight.mul_(-1.0)  # an edit is seen at the next call
+    torch.testing.assert_close(call(z.detach()), dec(z.detach()), rtol=1e-5, atol=1e-6)
+    lin = nn.Linear(3, 2)
+    assert torch.equal(ChannelsLastCall(lin)(torch.ones(1, 3)), lin(torch.ones(1, 3)))  # no conv: called as is
