@@ -419,3 +419,58 @@ def test_saturation_penalty_keeps_the_actor_out_of_tanh_tails(digits, digits_mod
     assert pre[1.0] < 0.5 * pre[0.0], pre
     with pytest.raises(ValueError, match="saturation_penalty"):
         make(digits_models, saturation_penalty=-1.0)
+
+
+class _OneStepCollection(CounterfactualRL):
+    """Collects one batch per call, as alibi does, to check that chunked collection samples the same."""
+
+    def _chunk_length(self) -> int:
+        return 1
+
+
+def test_update_every_batches_black_box_calls_without_changing_the_samples(digits, digits_models):
+    X, _ = digits
+    calls = {"n": 0, "rows": 0}
+    predict = numpy_predictor(digits_models[0])
+
+    def counting(x):
+        calls["n"] += 1
+        calls["rows"] += len(x)
+        return predict(x)
+
+    clf, enc, dec = digits_models
+    kw = dict(coeff_sparsity=0.5, coeff_consistency=0.0, latent_dim=8, train_steps=90, progress=False,
+              batch_size=64, actor_hidden_dim=64, critic_hidden_dim=64, update_every=10, seed=7)
+    chunked = CounterfactualRL(counting, enc, dec, **kw).fit(X)
+    calls_chunked = dict(calls)
+    calls.update(n=0, rows=0)
+    one = _OneStepCollection(counting, enc, dec, **kw).fit(X)
+    prepare_calls = -(-len(X) // 1000)  # the training set's labels, once
+    assert calls["n"] - prepare_calls == 90
+    # exploration + the first update come after steps 0..11 (update_after=10 -> first update at step 20): chunks
+    # end at steps 20, 30, ..., 80 and at train_steps
+    assert calls_chunked["n"] - prepare_calls <= 12
+    assert calls_chunked["rows"] == calls["rows"]
+    for name in ("actor", "critic"):
+        for (k, a), (_, b) in zip(chunked.params[name].state_dict().items(), one.params[name].state_dict().items()):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=f"{name}.{k}")
+
+
+def test_lr_decay_is_linear_saved_and_validated(digits, digits_models, tmp_path):
+    X, _ = digits
+    cf = make(digits_models, steps=100, seed=1, lr_decay=0.1, lr_actor=2e-3).fit(X)
+    last_update = 99  # update_every=1: every step after update_after updates
+    expected = 2e-3 * (1 - 0.9 * last_update / 100)
+    assert cf.params["optimizer_actor"].param_groups[0]["lr"] == pytest.approx(expected)
+    assert cf.params["optimizer_critic"].param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 0.9 * last_update / 100))
+    const = make(digits_models, steps=30, seed=1).fit(X)
+    assert const.params["optimizer_actor"].param_groups[0]["lr"] == 1e-3
+    cf.save(tmp_path / "cf")
+    loaded = CounterfactualRL.load(tmp_path / "cf", digits_models[0], encoder=digits_models[1],
+                                   decoder=digits_models[2], train_steps=120)
+    assert loaded.lr_decay == 0.1
+    loaded.fit(X)  # resumes from the constructor's rates, not the decayed ones saved with the optimizer
+    assert loaded.params["optimizer_actor"].param_groups[0]["lr"] == pytest.approx(2e-3 * (1 - 0.9 * 119 / 120))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="lr_decay"):
+            make(digits_models, lr_decay=bad)
