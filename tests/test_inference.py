@@ -91,3 +91,14 @@ def test_channels_last_call_gives_eager_values_and_input_gradients():
     torch.testing.assert_close(call(z.detach()), dec(z.detach()), rtol=1e-5, atol=1e-6)
     lin = nn.Linear(3, 2)
     assert torch.equal(ChannelsLastCall(lin)(torch.ones(1, 3)), lin(torch.ones(1, 3)))  # no conv: called as is
+
+
+def test_upsampling_decoder_runs_channels_last_not_traced():
+    torch.manual_seed(3)
+    dec = MNISTDecoder(8)
+    fast = InferenceModule(dec)
+    z = torch.rand(30, 8)
+    out = fast(z)
+    assert fast.status == "channels-last eager"
+    with torch.no_grad():
+        torch.testing.assert_close(out, dec.eval()(z), rtol=1e-5, atol=1e-6)

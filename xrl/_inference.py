@@ -57,6 +57,12 @@ class InferenceModule:
     def _build(self, x: torch.Tensor) -> None:
         self._fast, self._checked_sizes = None, set()
         self._key = _fingerprint(self.module)
+        if any(isinstance(m, nn.Upsample) for m in self.module.modules()):
+            # oneDNN's optimized graph leaves upsampling outside and converts layouts around it: for seed 000's decoder
+            # 12.9 ms per 100 vs 5.6 ms for eager with channels-last weights (19 ms plain eager)
+            self._fast = ChannelsLastCall(self.module)
+            self.status = "channels-last eager"
+            return
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer warnings
