@@ -155,6 +155,29 @@ def test_diversity_returns_distinct_valid_counterfactuals():
         cf.explain(data(2), Y_t=np.array([1]), C={}, diversity=True)
 
 
+def test_retries_fix_missed_rows_and_keep_the_rest():
+    # a regression explainer with a narrow target interval misses rows that a perturbed latent can still reach
+    X, cf = make(regression=True)
+    cf.fit(X)
+    Xe = data(120, seed=4)
+    T = np.array([[0.5, 1.5]])
+    plain = cf.explain(Xe, Y_t=T, C={})
+    fixed = cf.explain(Xe, Y_t=T, C={}, retries=16)
+    valid0, valid1 = plain.data["valid"], fixed.data["valid"]
+    assert (~valid0).any()
+    assert valid1[valid0].all() and valid1.sum() > valid0.sum()
+    assert (fixed.data["cf"]["X"][valid0] == plain.data["cf"]["X"][valid0]).all()  # valid rows untouched
+    y_cf = fixed.data["cf"]["class"][:, 0]
+    np.testing.assert_array_equal(valid1, (y_cf >= 0.5) & (y_cf <= 1.5))
+    check_constraints(Xe, fixed.data["cf"]["X"])
+    again = cf.explain(Xe, Y_t=T, C={}, retries=16)  # seeded
+    assert (again.data["cf"]["X"] == fixed.data["cf"]["X"]).all()
+    with pytest.raises(ValueError, match="retries"):
+        cf.explain(Xe, Y_t=T, C={}, retries=-1)
+    with pytest.raises(ValueError, match="retries"):
+        cf.explain(Xe[:1], Y_t=T, C={}, diversity=True, retries=3)
+
+
 def test_save_load_round_trip(tmp_path):
     X, cf = fitted()
     Xe = data(20, seed=4)

@@ -50,6 +50,9 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------- defaults
+_CHUNK_ROWS = 10_000  # most rows collected in one go between updates (update_every > 1)
+
+
 def identity_function(X: Any) -> Any:
     """Default pre-/inverse-processor: returns its input."""
     return X
@@ -738,10 +741,11 @@ class CounterfactualRL:
         return step % self.params["update_every"] == 0 and step > self.params["update_after"]
 
     def _chunk_length(self) -> int:
-        """Steps to collect before the actor next changes: up to the next update step, at most ``update_every``."""
+        """Steps to collect before the actor next changes: up to the next update step, at most ``update_every`` (and
+        at most ``_CHUNK_ROWS`` rows, to bound memory)."""
         p = self.params
-        n = 1
-        while (n < p["update_every"] and self._step + n < p["train_steps"]
+        n, most = 1, min(p["update_every"], max(1, _CHUNK_ROWS // p["batch_size"]))
+        while (n < most and self._step + n < p["train_steps"]
                and not self._is_update_step(self._step + n - 1)):
             n += 1
         return n

@@ -345,13 +345,15 @@ class CounterfactualRLTabular(CounterfactualRL):
         return Ct
 
     @torch.no_grad()
-    def _generate(self, A: torch.Tensor, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None
-                  ) -> torch.Tensor:
-        """Codes of the counterfactuals of rows ``A`` (one actor forward per call)."""
+    def _generate(self, A: torch.Tensor, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None,
+                  noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes of the counterfactuals of rows ``A`` (one actor forward per call), ``noise`` added in latent space."""
         p = self.params
         with _EvalMode(p["actor"]):
             Z = self._encode(self.preprocessor.codes_to_model(A))
             Z_cf = p["actor"](self._state(Z, self._labels(Y_m), T, None if C is None else C.float()))
+            if noise is not None:
+                Z_cf = (Z_cf + noise).clamp(p["act_low"], p["act_high"])
             heads = self._decode(Z_cf)
         return self.constraints.project(heads, A, self._full_condition(A, C))
 
@@ -361,7 +363,8 @@ class CounterfactualRLTabular(CounterfactualRL):
                           for i in range(0, len(A), _PREDICT_CHUNK)])
 
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100, diversity: bool = False,
-                num_samples: int = 1, patience: int = 1000, tolerance: float = 1e-3) -> Explanation:
+                num_samples: int = 1, patience: int = 1000, tolerance: float = 1e-3, *,
+                retries: int = 0) -> Explanation:
         """Counterfactuals for ``X`` (original format) towards ``Y_t``.
 
         Parameters
@@ -382,6 +385,11 @@ class CounterfactualRLTabular(CounterfactualRL):
             With ``diversity=True`` (one row only): draw random sub-conditions of ``C`` for ``patience`` batches at
             most, keep the counterfactuals that reach the target, drop near-duplicates (numerical values within
             ``tolerance`` standard deviations and same categories) and return up to ``num_samples``.
+        retries
+            For rows whose counterfactual misses the target, try this many perturbations of the actor's latent output
+            (Gaussian, standard deviation ``act_noise``, seeded) and keep the valid one nearest to the actor's
+            output; rows that were valid are left as they are, constraints still hold. 0 (default) returns the
+            actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
 
         Returns
         -------
@@ -398,7 +406,10 @@ class CounterfactualRLTabular(CounterfactualRL):
         if n == 0:
             raise ValueError(error_message("X", "at least one row", X))
         T = self._targets(Y_t, n)
+        check_scalar("retries", retries, int, low=0)
         if diversity:
+            if retries:
+                raise ValueError("retries: only for diversity=False (diverse mode already keeps valid samples only)")
             return self._explain_diverse(X, A, T, C, batch_size, num_samples, patience, tolerance)
         Cs = self._conditions(C, A)
         Y_m = self._predict_codes(A)
@@ -408,7 +419,35 @@ class CounterfactualRLTabular(CounterfactualRL):
             parts.append(self._generate(A[sl], Y_m[sl], T[sl], None if Cs is None else Cs[sl]))
         A_cf = torch.cat(parts)
         Y_cf = self._predict_codes(A_cf)
+        if retries:
+            self._retry_missed(A, Y_m, T, Cs, A_cf, Y_cf, retries, batch_size)
         return self._explanation(X, A, A_cf, Y_m, Y_cf, T, Cs)
+
+    def _retry_missed(self, A: torch.Tensor, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None,
+                      A_cf: torch.Tensor, Y_cf: torch.Tensor, retries: int, batch_size: int) -> None:
+        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output."""
+        missed = (~self._valid(Y_cf, T)).nonzero().squeeze(1)
+        if len(missed) == 0:
+            return
+        gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        rows = missed.repeat_interleave(retries)
+        noise = self.params["act_noise"] * torch.randn(len(rows), self.params["latent_dim"], device=self.device,
+                                                       generator=gen)
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                r = rows[i:i + batch_size]
+                parts.append(self._generate(A[r], Y_m[r], T[r], None if C is None else C[r],
+                                            noise[i:i + batch_size]))
+        A_try = torch.cat(parts)
+        Y_try = self._predict_codes(A_try)
+        ok = self._valid(Y_try, T[rows]).view(len(missed), retries)
+        dist = noise.norm(dim=1).view(len(missed), retries).masked_fill(~ok, float("inf"))
+        best = dist.argmin(1)
+        found = ok.any(1)
+        pick = (torch.arange(len(missed), device=self.device) * retries + best)[found]
+        A_cf[missed[found]] = A_try[pick]
+        Y_cf[missed[found]] = Y_try[pick]
 
     def _valid(self, Y_cf: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         if self.regression:
