@@ -773,27 +773,27 @@ class CounterfactualRL:
             else:
                 draw = fs["noise"].sample(shape, self.device, gen)
             steps.append((idx, Y_t, C, explore, draw))
-        idx = torch.cat([s[0] for s in steps])
-        Y_t = torch.cat([s[1] for s in steps])
-        C = None if steps[0][2] is None else torch.cat([s[2] for s in steps])
+        idxs, targets, conds, explored, draws = zip(*steps)
+        idx, Y_t, draw = torch.cat(idxs), torch.cat(targets), torch.cat(draws)
+        C = None if conds[0] is None else torch.cat(conds)
         X_model, Z, Y_m = d["X_model"][idx], d["Z"][idx], d["Y_m"][idx]
         with torch.no_grad():
-            if all(s[3] for s in steps):
-                Z_cf_tilde = torch.cat([s[4] for s in steps])
+            if all(explored):
+                Z_cf_tilde = draw
             else:
-                noisy = (p["actor"](self._state(Z, Y_m, Y_t, C)) + torch.cat([s[4] for s in steps])).clamp(
-                    p["act_low"], p["act_high"])
-                explore = torch.cat([torch.full((len(s[0]), 1), s[3], device=self.device) for s in steps])
-                Z_cf_tilde = torch.where(explore, torch.cat([s[4] for s in steps]), noisy)
+                Z_cf_tilde = (p["actor"](self._state(Z, Y_m, Y_t, C)) + draw).clamp(p["act_low"], p["act_high"])
+                if any(explored):  # a chunk that ends the uniform exploration phase
+                    mask = torch.cat([torch.full((len(i), 1), e, device=self.device) for i, e in zip(idxs, explored)])
+                    Z_cf_tilde = torch.where(mask, draw, Z_cf_tilde)
             X_cf_tilde = self._postprocess(self._decode(Z_cf_tilde), X_model, C)
             Y_cf = self._predict(X_cf_tilde)
             R_tilde = self._reward(Y_cf, Y_t)
         reached = Y_cf.argmax(1) if self._relabel_ok() else None
         rewards, start = [], 0
-        for s in steps:
-            sl = slice(start, start + len(s[0]))
+        for i, t, c in zip(idxs, targets, conds):
+            sl = slice(start, start + len(i))
             start = sl.stop
-            fs["buffer"].append(idx=s[0], Y_t=s[1], Z_cf_tilde=Z_cf_tilde[sl], C=s[2], R_tilde=R_tilde[sl],
+            fs["buffer"].append(idx=i, Y_t=t, Z_cf_tilde=Z_cf_tilde[sl], C=c, R_tilde=R_tilde[sl],
                                 reached=None if reached is None else reached[sl])
             rewards.append(R_tilde[sl])
         return rewards

@@ -434,11 +434,9 @@ class CounterfactualRLTabular(CounterfactualRL):
         noise = self.params["act_noise"] * torch.randn(len(rows), self.params["latent_dim"], device=self.device,
                                                        generator=gen)
         parts = []
-        with torch.no_grad():
-            for i in range(0, len(rows), batch_size):
-                r = rows[i:i + batch_size]
-                parts.append(self._generate(A[r], Y_m[r], T[r], None if C is None else C[r],
-                                            noise[i:i + batch_size]))
+        for i in range(0, len(rows), batch_size):
+            r = rows[i:i + batch_size]
+            parts.append(self._generate(A[r], Y_m[r], T[r], None if C is None else C[r], noise[i:i + batch_size]))
         A_try = torch.cat(parts)
         Y_try = self._predict_codes(A_try)
         ok = self._valid(Y_try, T[rows]).view(len(missed), retries)
