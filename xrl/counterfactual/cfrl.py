@@ -51,6 +51,9 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------------- defaults
 _CHUNK_ROWS = 10_000  # most rows collected in one go between updates (update_every > 1)
+# keyword-only constructor options stored in config.json, with the value that files written before they existed mean
+_SAVED_OPTIONS = {"progress": True, "hindsight": 0.0, "optimize_inference": True, "saturation_penalty": 0.0,
+                  "lr_decay": 1.0}
 
 
 def identity_function(X: Any) -> Any:
@@ -995,9 +998,7 @@ class CounterfactualRL:
 
     def _config(self) -> dict[str, Any]:
         return {"format": f"xrl.{self.name}", "version": 1, "class": type(self).__name__,
-                "params": self._serializable_params(), "progress": self.progress, "hindsight": self.hindsight,
-                "optimize_inference": self.optimize_inference, "saturation_penalty": self.saturation_penalty,
-                "lr_decay": self.lr_decay,
+                "params": self._serializable_params(), **{k: getattr(self, k) for k in _SAVED_OPTIONS},
                 "state": {"step": self._step, "y_dim": self.y_dim, "regression": self.regression,
                           "cond_dim": self.cond_dim, "x_shape": list(self.x_shape) if self.x_shape else None,
                           "y_range": list(self.y_range) if self.y_range else None},
@@ -1124,11 +1125,12 @@ class CounterfactualRL:
                     kwargs: dict[str, Any], device: torch.device, weights: dict[str, torch.Tensor]):
         params = config["params"]
         return cls(predictor, nets["encoder"], nets["decoder"], params["coeff_sparsity"], params["coeff_consistency"],
-                   latent_dim=params["latent_dim"], seed=params["seed"], device=device,
-                   progress=config.get("progress", True), hindsight=config.get("hindsight", 0.0),
-                   optimize_inference=config.get("optimize_inference", True),
-                   saturation_penalty=config.get("saturation_penalty", 0.0),
-                   lr_decay=config.get("lr_decay", 1.0), actor=nets["actor"], critic=nets["critic"], **kwargs)
+                   latent_dim=params["latent_dim"], seed=params["seed"], device=device, **cls._saved_options(config),
+                   actor=nets["actor"], critic=nets["critic"], **kwargs)
+
+    @staticmethod
+    def _saved_options(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: config.get(k, default) for k, default in _SAVED_OPTIONS.items()}
 
 
 def _detach(x: Any) -> Any:

@@ -541,8 +541,6 @@ class CounterfactualRLTabular(CounterfactualRL):
                    params["coeff_sparsity"], params["coeff_consistency"],
                    immutable_features=tab["immutable_features"], ranges=tab["ranges"],
                    weight_num=tab["weight_num"], weight_cat=tab["weight_cat"], seed=params["seed"],
-                   conditional=tab["conditional"], device=device, progress=config.get("progress", True),
-                   optimize_inference=config.get("optimize_inference", True),
-                   saturation_penalty=config.get("saturation_penalty", 0.0), hindsight=config.get("hindsight", 0.0),
-                   lr_decay=config.get("lr_decay", 1.0), actor=nets["actor"], critic=nets["critic"], **kwargs)
+                   conditional=tab["conditional"], device=device, **cls._saved_options(config),
+                   actor=nets["actor"], critic=nets["critic"], **kwargs)
 
