@@ -57,7 +57,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--predictor", choices=["module", "numpy"], default="numpy",
                     help="numpy: a numpy->numpy black box as in alibi's benchmark; module: xrl's torch fast path")
-    ap.add_argument("--hindsight", type=float, default=0.0)
+    ap.add_argument("--one-target", action="store_true",
+                    help="alibi's critic (one target per transition) instead of all_targets=True")
+    ap.add_argument("--hindsight", type=float, default=0.0, help="only with --one-target")
     ap.add_argument("--act-noise", type=float, default=0.1, help="seed/alibi default 0.1; 0.3 learned faster here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -69,8 +71,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache_dir)
     res: dict = {"bench": "xrl CounterfactualRL MNIST", "torch": torch.__version__, "threads": args.threads,
-                 "steps": args.steps, "predictor": args.predictor, "hindsight": args.hindsight,
-                 "act_noise": args.act_noise}
+                 "steps": args.steps, "predictor": args.predictor, "all_targets": not args.one_target,
+                 "hindsight": args.hindsight, "act_noise": args.act_noise}
 
     (X_train, y_train), (X_test, y_test) = load_mnist(args.mnist_dir)
     if args.mnist_dir is None:  # the anchor reads the raw idx files: point it at our verified cache
@@ -118,7 +120,7 @@ def main() -> None:
 
     explainer = CounterfactualRL(predictor, ae.encoder, ae.decoder, coeff_sparsity=7.5, coeff_consistency=0,
                                  latent_dim=64, train_steps=args.steps, batch_size=100, seed=args.seed,
-                                 hindsight=args.hindsight, act_noise=args.act_noise, callbacks=[Evaluate()],
+                                 all_targets=not args.one_target, hindsight=args.hindsight, act_noise=args.act_noise, callbacks=[Evaluate()],
                                  progress=False)
     clock["t0"] = time.perf_counter()
     explainer.fit(X_train)

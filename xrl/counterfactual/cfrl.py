@@ -53,7 +53,8 @@ __all__ = [
 _CHUNK_ROWS = 10_000  # most rows collected in one go between updates (update_every > 1)
 # keyword-only constructor options stored in config.json, with the value that files written before they existed mean
 _SAVED_OPTIONS = {"progress": True, "hindsight": 0.0, "optimize_inference": True, "saturation_penalty": 0.0,
-                  "lr_decay": 1.0}
+                  "lr_decay": 1.0, "all_targets": False}
+_ALL_TARGETS_MAX = 32  # all_targets: beyond this many classes the critic sees this many random targets per transition
 
 
 def identity_function(X: Any) -> Any:
@@ -137,7 +138,18 @@ _FUNCTION_PARAMS = {"encoder_preprocessor": identity_function, "decoder_inv_prep
 SUPPORTED_BACKENDS = ("pytorch",)
 
 
+def _default_adam(net: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where the device has one: one call per step instead of a dozen small kernels per
+    parameter tensor (the plain loop cost ~3 ms of a ~55 ms MNIST step on CPU)."""
+    try:
+        return torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # no fused Adam for this device or dtype
+        return torch.optim.Adam(net.parameters(), lr=lr)
+
+
 # ----------------------------------------------------------------------------------------------------- public pieces
+
+
 class NormalActionNoise:
     """Gaussian exploration noise ``mu + sigma * N(0, 1)``.
 
@@ -347,9 +359,18 @@ class CounterfactualRL:
         Where networks and the training loop live (``"cpu"``, ``"cuda"``, ...); default: the encoder's device.
     progress
         Show tqdm progress bars in ``fit`` and ``explain``.
+    all_targets
+        The critic learns the reward of every target class from each replayed transition (default ``True``): with the
+        default classification reward the reward of target ``t`` is ``1`` exactly when the black box predicted ``t``,
+        so one black-box call answers all targets at once (an exact relabelling, not an estimate). The critic's batch
+        grows to ``batch_size x classes`` rows (with more than 32 classes: 32 random targets per transition); the
+        actor's update is unchanged. Measured on MNIST (act_noise 0.3, seeds 0 / 1): validity 0.76 / 0.82 after 1000
+        steps vs 0.14 / 0.14 with one target per transition (alibi's critic, ``False``), 0.92 / 0.91 at 2000 vs
+        0.69 / 0.50. Ignored for regression and for a custom ``reward_func`` (their rewards cannot be recomputed).
     hindsight
         Fraction of replayed transitions relabelled with the class actually reached (reward 1); only with the
-        default classification reward. 0 (default) samples exactly as alibi does; see ``_hindsight`` for measurements.
+        default classification reward and ``all_targets=False`` (``all_targets`` already covers the reached class).
+        See ``_hindsight`` for measurements.
     optimize_inference
         Run the no-gradient forward passes of a ``torch.nn.Module`` predictor and of the frozen encoder/decoder through
         a traced, oneDNN-optimized copy on CPU (checked against the eager module, rebuilt when weights change, eager
@@ -382,7 +403,7 @@ class CounterfactualRL:
                  coeff_consistency: float, latent_dim: int | None = None, backend: str = "pytorch", seed: int = 0,
                  *, device: Any = None, progress: bool = True, hindsight: float = 0.0,
                  optimize_inference: bool = True, saturation_penalty: float = 0.01, lr_decay: float = 1.0,
-                 **kwargs: Any) -> None:
+                 all_targets: bool = True, **kwargs: Any) -> None:
         if not isinstance(backend, str) or backend.strip().lower() not in SUPPORTED_BACKENDS:
             raise ValueError(error_message("backend", "'pytorch' (the only supported backend; xrl is PyTorch-only, "
                                            "pass PyTorch encoder/decoder modules)", backend))
@@ -412,6 +433,13 @@ class CounterfactualRL:
         self.progress = bool(progress)
         check_scalar("hindsight", hindsight, low=0, high=1)
         self.hindsight = float(hindsight)
+        if not isinstance(all_targets, bool):
+            raise TypeError(error_message("all_targets", "a bool", all_targets))
+        if all_targets and self.hindsight > 0:
+            raise ValueError("hindsight: relabels one target per transition, but all_targets=True already trains the "
+                             "critic on every target (the reached class included); pass all_targets=False to use "
+                             "hindsight")
+        self.all_targets = all_targets
         if not isinstance(optimize_inference, bool):
             raise TypeError(error_message("optimize_inference", "a bool", optimize_inference))
         self.optimize_inference = optimize_inference
@@ -664,9 +692,9 @@ class CounterfactualRL:
             if action.shape[1] != p["latent_dim"]:
                 raise ValueError(f"actor: outputs {action.shape[1]} values but latent_dim is {p['latent_dim']}")
         if p["optimizer_actor"] is None:
-            p["optimizer_actor"] = torch.optim.Adam(p["actor"].parameters(), lr=p["lr_actor"])
+            p["optimizer_actor"] = _default_adam(p["actor"], p["lr_actor"])
         if p["optimizer_critic"] is None:
-            p["optimizer_critic"] = torch.optim.Adam(p["critic"].parameters(), lr=p["lr_critic"])
+            p["optimizer_critic"] = _default_adam(p["critic"], p["lr_critic"])
 
     def _next_batch(self, fs: dict[str, Any]) -> torch.Tensor:
         bs, n = self.params["batch_size"], fs["n"]
@@ -802,10 +830,11 @@ class CounterfactualRL:
         return rewards
 
     def _relabel_ok(self) -> bool:
-        # Hindsight relabelling is exact only for the default reward, which depends on the reached class alone.
-        return self.hindsight > 0 and not self.regression and self.params["reward_func"] is get_classification_reward
+        # Relabelling is exact only for the default reward, which depends on the reached class alone.
+        return ((self.hindsight > 0 or self.all_targets) and not self.regression
+                and self.params["reward_func"] is get_classification_reward)
 
-    def _hindsight(self, b: dict[str, Any], gen: torch.Generator) -> None:
+    def _hindsight(self, b: dict[str, Any], reached: torch.Tensor | None, gen: torch.Generator) -> None:
         """Relabel a fraction of replayed transitions with the class the black box actually predicted (reward 1).
 
         Hindsight experience replay (Andrychowicz et al. 2017), exact here because the default reward depends on the
@@ -813,12 +842,28 @@ class CounterfactualRL:
         digits it raised validity after 600 steps (0.33 -> 0.59 with 0.8), on MNIST it made counterfactuals less
         sparse and validity less stable (0.45 at 2500 steps with 0.5 vs 0.70 without).
         """
-        reached = b.pop("reached", None)
-        if reached is None:
+        if reached is None or self.hindsight == 0:
             return
         flip = torch.rand(len(reached), device=self.device, generator=gen) < self.hindsight
         b["Y_t"] = torch.where(flip[:, None], F.one_hot(reached, self.y_dim).float(), b["Y_t"])
         b["R_tilde"] = torch.where(flip, torch.ones_like(b["R_tilde"]), b["R_tilde"])
+
+    def _all_targets_batch(self, Z: torch.Tensor, Y_m: torch.Tensor, C: torch.Tensor | None, Z_cf_tilde: torch.Tensor,
+                           reached: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic inputs and exact rewards for each replayed transition under every target class: ``[B * K, ...]``."""
+        B, K = len(reached), self.y_dim
+        if K <= _ALL_TARGETS_MAX:
+            t = torch.arange(K, device=self.device).repeat_interleave(B)               # target-major: [K * B]
+        else:  # uniform random targets: forcing the reached class in would bias the critic towards success
+            t = torch.randint(0, K, (_ALL_TARGETS_MAX * B,), device=self.device, generator=gen)
+        n = len(t) // B
+
+        def rep(v: torch.Tensor | None) -> torch.Tensor | None:
+            return None if v is None else v.repeat(n, 1)
+
+        state = self._state(rep(Z), rep(Y_m), F.one_hot(t, K).to(Z.dtype), rep(C))
+        R = (t == reached.repeat(n)).to(Z.dtype)
+        return torch.cat([state, rep(Z_cf_tilde)], 1), R
 
     def _update(self, fs: dict[str, Any], step: int, update: int) -> None:
         """One DDPG update: critic regresses the reward, actor maximises critic - sparsity - consistency."""
@@ -830,7 +875,8 @@ class CounterfactualRL:
                 for group, lr in zip(p[k].param_groups, lrs):
                     group["lr"] = lr * scale
         b = fs["buffer"].sample(fs["gen"])
-        self._hindsight(b, fs["gen"])
+        reached = b.pop("reached", None)
+        self._hindsight(b, reached, fs["gen"])
         idx = b["idx"]
         X, Z, Y_m = d["X_model"][idx], d["Z"][idx], d["Y_m"][idx]
         C = b.get("C")
@@ -838,8 +884,11 @@ class CounterfactualRL:
         actor.train()
         critic.train()
         # critic
-        q = critic(torch.cat([state, b["Z_cf_tilde"]], 1)).squeeze(1)
-        loss_critic = F.mse_loss(q, b["R_tilde"])
+        if self.all_targets and reached is not None:
+            critic_in, R = self._all_targets_batch(Z, Y_m, C, b["Z_cf_tilde"], reached, fs["gen"])
+        else:
+            critic_in, R = torch.cat([state, b["Z_cf_tilde"]], 1), b["R_tilde"]
+        loss_critic = F.mse_loss(critic(critic_in).squeeze(1), R)
         p["optimizer_critic"].zero_grad(set_to_none=True)
         loss_critic.backward()
         p["optimizer_critic"].step()

@@ -152,7 +152,6 @@ class CounterfactualRLTabular(CounterfactualRL):
         self.constraints = TabularConstraints(pre, immutable_features, ranges)
         self.weight_num, self.weight_cat = float(weight_num), float(weight_cat)
         self.conditional = conditional
-        self._user_optimizers = {k for k in ("optimizer_actor", "optimizer_critic") if kwargs.get(k) is not None}
         self._user_reward = kwargs.get("reward_func") is not None and kwargs.get("reward_func") is not \
             get_classification_reward
         super().__init__(predictor, encoder, decoder, coeff_sparsity, coeff_consistency, latent_dim=latent_dim,
@@ -221,16 +220,6 @@ class CounterfactualRLTabular(CounterfactualRL):
     def _materialize(self, state_dim: int) -> None:
         # regression targets are intervals [low, high]: one more column than the core's scalar target
         super()._materialize(state_dim + (1 if self.regression else 0))
-        p = self.params
-        for opt, net, lr in (("optimizer_actor", "actor", "lr_actor"), ("optimizer_critic", "critic", "lr_critic")):
-            o = p[opt]
-            # the core's default Adam runs one small kernel per parameter tensor; the fused kernel is one call
-            if opt not in self._user_optimizers and type(o) is torch.optim.Adam and not o.state \
-                    and not o.defaults.get("fused"):
-                try:
-                    p[opt] = torch.optim.Adam(p[net].parameters(), lr=p[lr], fused=True)
-                except (RuntimeError, TypeError):  # device without a fused Adam kernel
-                    pass
 
     def _condition(self, X_aug: torch.Tensor) -> torch.Tensor | None:
         if not self.conditional:
