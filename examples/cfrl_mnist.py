@@ -32,7 +32,7 @@ LATENT_DIM = 64
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="outputs/mnist_cfrl")
-    ap.add_argument("--train-steps", type=int, default=3500, help="CFRL training steps (seed: 50000)")
+    ap.add_argument("--train-steps", type=int, default=2500, help="CFRL training steps (seed: 50000)")
     ap.add_argument("--clf-epochs", type=int, default=2)
     ap.add_argument("--ae-epochs", type=int, default=4)
     ap.add_argument("--coeff-sparsity", type=float, default=7.5)
