@@ -120,8 +120,8 @@ def main() -> None:
 
     explainer = CounterfactualRL(predictor, ae.encoder, ae.decoder, coeff_sparsity=7.5, coeff_consistency=0,
                                  latent_dim=64, train_steps=args.steps, batch_size=100, seed=args.seed,
-                                 all_targets=not args.one_target, hindsight=args.hindsight, act_noise=args.act_noise, callbacks=[Evaluate()],
-                                 progress=False)
+                                 all_targets=not args.one_target, hindsight=args.hindsight,
+                                 act_noise=args.act_noise, callbacks=[Evaluate()], progress=False)
     clock["t0"] = time.perf_counter()
     explainer.fit(X_train)
     fit_s = time.perf_counter() - clock["t0"] - clock["eval_s"]
