@@ -529,3 +529,18 @@ def test_all_targets_options_are_validated_and_saved(fitted, digits_models, tmp_
     loaded = CounterfactualRL.load(tmp_path / "cf", digits_models[0], encoder=digits_models[1],
                                    decoder=digits_models[2])
     assert loaded.all_targets is False
+
+
+def test_hindsight_relabels_with_the_reached_class(digits, digits_models):
+    X, _ = digits
+    cf = make(digits_models, steps=30, seed=5, hindsight=1.0, all_targets=False).fit(X)
+    fs = cf._fit_state
+    b = fs["buffer"].sample(fs["gen"])
+    reached = b.pop("reached")
+    cf._hindsight(b, reached, fs["gen"])
+    torch.testing.assert_close(b["Y_t"].argmax(1), reached)
+    assert bool((b["R_tilde"] == 1).all())
+    # a custom reward cannot be recomputed: nothing is stored to relabel with
+    custom = make(digits_models, steps=30, seed=5, all_targets=True,
+                  reward_func=lambda y, t: (y.argmax(1) == t.argmax(1)).astype(np.float32)).fit(X)
+    assert "reached" not in custom._fit_state["buffer"].sample(custom._fit_state["gen"])
