@@ -346,6 +346,14 @@ class CounterfactualRLTabular(CounterfactualRL):
             heads = self._decode(Z_cf)
         return self.constraints.project(heads, A, self._full_condition(A, C))
 
+    def _generate_batched(self, A: torch.Tensor, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None,
+                          batch_size: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_generate` over rows in batches of ``batch_size``."""
+        return torch.cat([self._generate(A[i:i + batch_size], Y_m[i:i + batch_size], T[i:i + batch_size],
+                                         None if C is None else C[i:i + batch_size],
+                                         None if noise is None else noise[i:i + batch_size])
+                          for i in range(0, len(A), batch_size)])
+
     def _predict_codes(self, A: torch.Tensor) -> torch.Tensor:
         pre = self.preprocessor
         return torch.cat([self._predict(pre.from_codes(A[i:i + _PREDICT_CHUNK]))
@@ -402,11 +410,7 @@ class CounterfactualRLTabular(CounterfactualRL):
             return self._explain_diverse(X, A, T, C, batch_size, num_samples, patience, tolerance)
         Cs = self._conditions(C, A)
         Y_m = self._predict_codes(A)
-        parts = []
-        for s in range(0, n, batch_size):
-            sl = slice(s, s + batch_size)
-            parts.append(self._generate(A[sl], Y_m[sl], T[sl], None if Cs is None else Cs[sl]))
-        A_cf = torch.cat(parts)
+        A_cf = self._generate_batched(A, Y_m, T, Cs, batch_size)
         Y_cf = self._predict_codes(A_cf)
         if retries:
             self._retry_missed(A, Y_m, T, Cs, A_cf, Y_cf, retries, batch_size)
@@ -422,11 +426,7 @@ class CounterfactualRLTabular(CounterfactualRL):
         rows = missed.repeat_interleave(retries)
         noise = self.params["act_noise"] * torch.randn(len(rows), self.params["latent_dim"], device=self.device,
                                                        generator=gen)
-        parts = []
-        for i in range(0, len(rows), batch_size):
-            r = rows[i:i + batch_size]
-            parts.append(self._generate(A[r], Y_m[r], T[r], None if C is None else C[r], noise[i:i + batch_size]))
-        A_try = torch.cat(parts)
+        A_try = self._generate_batched(A[rows], Y_m[rows], T[rows], None if C is None else C[rows], batch_size, noise)
         Y_try = self._predict_codes(A_try)
         ok = self._valid(Y_try, T[rows]).view(len(missed), retries)
         dist = noise.norm(dim=1).view(len(missed), retries).masked_fill(~ok, float("inf"))
