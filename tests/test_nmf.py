@@ -60,6 +60,24 @@ def test_deterministic_with_seed_and_loss_never_rises():
         assert np.all(np.diff(h) <= 1e-6 * h[:-1]), "loss rose"
 
 
+def test_subsample_prefit_on_tall_data_reaches_the_full_fit_error():
+    X = low_rank(n=80_000, k=12, r=4, seed=5)                 # tall: "auto" pre-fits on 10,000 random rows
+    nmf = NMF(4, seed=0)
+    W = nmf.fit_transform(X)
+    assert nmf.n_iter_subsample_ > 0
+    full = NMF(4, seed=0, init_subsample=None)
+    Wf = full.fit_transform(X)
+    assert full.n_iter_subsample_ == 0
+    ours, theirs = rel(X, W, nmf.components_), rel(X, Wf, full.components_)
+    assert ours <= theirs * 1.001
+    # the error reported (from the cross products) is the true error to ~1e-6: the accept/reject test relies on it
+    assert nmf.reconstruction_err_ == pytest.approx(np.linalg.norm(X.astype(np.float64) - W.astype(np.float64)
+                                                                   @ nmf.components_.astype(np.float64)), rel=1e-5)
+    np.testing.assert_array_equal(W, NMF(4, seed=0).fit_transform(X))          # seeded subsample
+    small = NMF(4, seed=0, init_subsample=0.05).fit(X)
+    assert small.n_iter_subsample_ > 0
+
+
 def test_convergence_warning_text():
     X = low_rank()
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
@@ -93,6 +111,10 @@ def test_errors():
         NMF(3, init="svd").fit(X)
     with pytest.raises(ValueError, match="n_components"):
         NMF(0).fit(X)
+    with pytest.raises(ValueError, match="init_subsample"):
+        NMF(3, init_subsample=0).fit(X)
+    with pytest.raises(TypeError, match="init_subsample"):
+        NMF(3, init_subsample="half").fit(X)
     with pytest.raises(ValueError, match="init='random'"):
         NMF(30).fit(X)
     with pytest.raises(RuntimeError, match="fit"):

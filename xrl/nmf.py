@@ -9,7 +9,8 @@ several cheap exact coordinate-descent sweeps over the columns of ``W`` (resp. r
 ``r x r`` Gram matrices. Every coordinate step is an exact minimisation, so the loss never rises. The initialisation
 (``"nndsvd"``, ``"nndsvda"``, ``"nndsvdar"`` of Boutsidis & Gallopoulos 2008, or ``"random"``) takes the singular vectors
 from the eigen-decomposition of the small Gram matrix (``K x K`` for tall ``X``), which is exact and cheap when one
-dimension is small (LayerNMF: ``K`` = channels).
+dimension is small (LayerNMF: ``K`` = channels). Tall matrices are first factorised on a random eighth of their rows
+and the fit on all rows starts from those components (``init_subsample``).
 
 Example
 -------
@@ -41,7 +42,9 @@ except Exception:  # pragma: no cover - scikit-learn is a dependency
 __all__ = ["NMF", "ConvergenceWarning"]
 
 _INITS = ("nndsvd", "nndsvda", "nndsvdar", "random")
-_ACC_ROWS = 8192  # rows per float32 block of W^T X before summing blocks in float64
+_BLOCK = 512  # rows per float32 block of W^T X and W^T W before summing blocks in float64
+_TOL_WINDOW = 3  # tol applies to the mean improvement over this many accepted iterations
+_SUBSAMPLE_MIN_ROWS = 8192  # "auto" pre-fits on a row subsample only when it has at least this many rows
 _EPS = 1e-6  # nndsvd: entries below this are treated as zero (as scikit-learn)
 
 
@@ -80,15 +83,38 @@ def _as_matrix(name: str, X: Any, device: torch.device | None) -> tuple[torch.Te
 
 
 def _squared_norm(X: torch.Tensor) -> float:
-    """``||X||_F^2`` accurate to ~1e-8 relative: float32 dot products over 64k-element pieces, summed in float64.
+    """``||X||_F^2`` accurate to ~1e-7 relative: float32 pairwise sums over 1M-element pieces, summed in float64.
 
-    On CPU this is 15x faster than squaring a float64 copy (measured on [65536, 256]); one float32 sum over the
-    whole matrix would be too coarse for the error test in ``_fit``.
+    The error test in ``_iterate`` subtracts numbers ~25x larger than the squared error, so this constant needs
+    ~1e-7; ``torch.dot`` pieces were 3x faster but off by 1.6e-6 on the benchmark's activations.
     """
     if X.device.type != "cpu":
         return float(torch.linalg.vector_norm(X, dtype=torch.float64)) ** 2
-    flat = X.reshape(-1)
-    return math.fsum(float(torch.dot(piece, piece)) for piece in flat.split(1 << 16))
+    return math.fsum(float(torch.sum(piece * piece)) for piece in X.reshape(-1).split(1 << 20))
+
+
+def _cross_products(Wt: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W^T X`` [r, K] and ``W^T W`` [r, r] in float64 from float32 products over blocks of ``_BLOCK`` rows.
+
+    Each block is one matrix of a single batched product (float32 sums of ``_BLOCK`` terms, ~1e-7 relative); the
+    blocks are summed in float64. One float32 product over all rows was off by up to 2e-5 relative for ``W^T W``,
+    which the error test amplifies ~25x - enough to accept a worse iterate. Also faster than one call per block.
+    """
+    r, n = Wt.shape
+    K = X.shape[1]
+    nb = n // _BLOCK
+    m = nb * _BLOCK
+    WX = torch.zeros(r, K, dtype=torch.float64, device=X.device)
+    WtW = torch.zeros(r, r, dtype=torch.float64, device=X.device)
+    if nb:
+        Wb = Wt[:, :m].reshape(r, nb, _BLOCK).transpose(0, 1)          # [nb, r, B] (a view)
+        WX += torch.bmm(Wb, X[:m].view(nb, _BLOCK, K)).sum(0, dtype=torch.float64)
+        WtW += torch.bmm(Wb, Wb.transpose(1, 2)).sum(0, dtype=torch.float64)
+    if m < n:                                                           # the last rows (< _BLOCK)
+        Wr = Wt[:, m:]
+        WX += (Wr @ X[m:]).double()
+        WtW += (Wr @ Wr.T).double()
+    return WX, WtW
 
 
 def _out(t: torch.Tensor, is_numpy: bool, orig: Any):
@@ -123,6 +149,27 @@ def _hals_sweeps(Wt: torch.Tensor, num: torch.Tensor, gram: torch.Tensor, sweeps
                 break
 
 
+def _residual_norm(X: torch.Tensor, Wt: torch.Tensor, H: torch.Tensor, rows: int = 1 << 16) -> float:
+    """``||X - Wt^T H||_F`` from the residual itself (one pass over X), accurate where the identity used while
+    iterating loses digits: that subtracts terms up to (||X|| / error)^2 times the squared error, in float32 products."""
+    total = 0.0
+    for i in range(0, X.shape[0], rows):
+        R = torch.addmm(X[i:i + rows], Wt[:, i:i + rows].T, H, alpha=-1.0)   # [n, K] - [n, r] @ [r, K]
+        total += float(torch.sum(R * R, dtype=torch.float64))
+    return math.sqrt(total)
+
+
+def _nnls_rows(X: torch.Tensor, H: torch.Tensor, sweeps: int, tol_inner: float) -> torch.Tensor:
+    """``Wt`` [r, M] >= 0 minimising ``||X - Wt^T H||`` for fixed ``H``: clipped least squares, then HALS sweeps."""
+    num = (X @ H.T).T.contiguous()                                      # [r, M]
+    gram = H @ H.T                                                      # [r, r]
+    reg = 1e-6 * torch.trace(gram) / gram.shape[0] + torch.finfo(gram.dtype).tiny
+    eye = torch.eye(gram.shape[0], dtype=torch.float64, device=gram.device)
+    Wt = torch.linalg.solve(gram.double() + reg.double() * eye, num.double()).to(X.dtype).clamp_min(0).contiguous()
+    _hals_sweeps(Wt, num, gram, sweeps, tol_inner)
+    return Wt
+
+
 class NMF:
     """Non-negative matrix factorisation ``X [N, K] ~= W [N, r] @ H [r, K]`` by accelerated HALS, in torch.
 
@@ -134,7 +181,8 @@ class NMF:
         Maximum number of outer iterations (one update of ``W`` and one of ``H`` each). A ``ConvergenceWarning`` is
         issued when it is reached before ``tol``.
     tol : float, default 1e-4
-        Stop when one iteration lowers the Frobenius error ``||X - WH||`` by less than ``tol`` times the current error.
+        Stop when the last 3 accepted iterations lowered the Frobenius error ``||X - WH||`` by less than ``tol`` times
+        the current error each, on average.
     init : {"nndsvda", "nndsvd", "nndsvdar", "random"}, default "nndsvda"
         Initialisation (as scikit-learn's). ``nndsvd*`` need ``n_components <= min(N, K)``.
     seed : int or None, default 0
@@ -147,24 +195,31 @@ class NMF:
         for ``H`` (capped at 10; the expensive products are reused), stopping early when a sweep changes little.
     extrapolate : bool, default True
         Extrapolated HALS (Ang & Gillis 2019): usually 2-3x fewer iterations; the accepted error still never rises.
+    init_subsample : "auto", float in (0, 1] or None, default "auto"
+        First fit on this fraction of the rows (drawn with ``seed``), then start the fit on all rows from its
+        components: most iterations then cost a fraction, and the full fit only refines. ``"auto"``: 1/8 of the rows
+        when that is at least 8192 rows and 32 per column (tall matrices such as LayerNMF's), else off. None: off.
     verbose : bool, default False
 
     Attributes
     ----------
     components_ : H, [n_components, K], same kind (numpy/tensor) as the fitted ``X``.
     reconstruction_err_ : float
-        Frobenius norm ``||X - WH||`` at the end of ``fit`` (scikit-learn's definition).
+        Frobenius norm ``||X - WH||`` at the end of ``fit`` (scikit-learn's definition), computed from the residual.
     n_iter_ : int
-        Outer iterations run (including extrapolated steps that were rejected).
+        Outer iterations on all rows (including extrapolated steps that were rejected).
+    n_iter_subsample_ : int
+        Outer iterations of the pre-fit on the row subsample (0 without one).
     loss_history_ : list of float
-        ``||X - WH||`` after each accepted iteration (non-increasing).
+        ``||X - WH||`` after each accepted iteration (non-increasing), from the cross products (float32 products:
+        good to about 1e-7 (||X|| / error)^2 relative).
     """
 
     _max_inner = 10  # cap on coordinate sweeps per factor update
 
     def __init__(self, n_components: int = 8, *, max_iter: int = 200, tol: float = 1e-4, init: str = "nndsvda",
                  seed: int | None = 0, device: Any = None, inner_iter: int | None = None, extrapolate: bool = True,
-                 verbose: bool = False):
+                 init_subsample: str | float | None = "auto", verbose: bool = False):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -173,10 +228,12 @@ class NMF:
         self.device = device
         self.inner_iter = inner_iter
         self.extrapolate = extrapolate
+        self.init_subsample = init_subsample
         self.verbose = verbose
         self.components_ = None
         self.reconstruction_err_ = None
         self.n_iter_ = None
+        self.n_iter_subsample_ = 0
         self.loss_history_: list[float] = []
 
     # ------------------------------------------------------------------ checks
@@ -187,6 +244,8 @@ class NMF:
         check_choice("init", self.init, _INITS)
         if self.inner_iter is not None:
             check_scalar("inner_iter", self.inner_iter, int, low=1)
+        if not (self.init_subsample is None or self.init_subsample == "auto"):
+            check_scalar("init_subsample", self.init_subsample, (int, float), low=0, high=1, low_inclusive=False)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))):
             raise TypeError(error_message("seed", "an int or None", self.seed))
 
@@ -276,11 +335,49 @@ class NMF:
 
     _chunk_bytes = 4 << 20  # CPU blocks of X of about this size when W is too large for the cache
 
+    def _subsample_rows(self, N: int, K: int) -> int:
+        """Rows of the pre-fit subsample (0: no pre-fit)."""
+        frac = self.init_subsample
+        if frac is None:
+            return 0
+        if frac == "auto":
+            n = N // 8
+            return n if n >= max(_SUBSAMPLE_MIN_ROWS, 32 * K) else 0
+        n = int(round(frac * N))
+        return n if n >= self.n_components else 0
+
     def _fit(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         N, K = X.shape
-        r = self.n_components
         gen = torch_generator(self.seed, X.device)
-        Wt, H = self._initialize(X, gen)                                # [r, N], [r, K]
+        n_sub = self._subsample_rows(N, K)
+        self.n_iter_subsample_ = 0
+        if 0 < n_sub < N:
+            # Pre-fit on random rows: H (r x K) is fixed by the rows' statistics, which a subsample carries, at a
+            # fraction of the cost per iteration; the full fit then starts near its optimum and only refines.
+            rows = torch.randperm(N, generator=gen, device=X.device)[:n_sub].sort().values
+            Xs = X[rows].contiguous()
+            Wt_s, H = self._initialize(Xs, gen)
+            _, H, self.n_iter_subsample_, _, _ = self._iterate(Xs, Wt_s, H)
+            Wt = _nnls_rows(X, H, int(min(self._max_inner, 1 + K // (4 * self.n_components))), 0.01)
+        else:
+            Wt, H = self._initialize(X, gen)                            # [r, N], [r, K]
+        Wt, H, self.n_iter_, history, converged = self._iterate(X, Wt, H, verbose=self.verbose)
+        self.loss_history_ = history
+        self.reconstruction_err_ = _residual_norm(X, Wt, H)
+        if not converged:
+            warnings.warn(f"NMF: maximum number of iterations max_iter={self.max_iter} reached before the error "
+                          f"improvement fell below tol={self.tol}; increase max_iter or tol", ConvergenceWarning,
+                          stacklevel=3)
+        return Wt, H
+
+    def _iterate(self, X: torch.Tensor, Wt: torch.Tensor, H: torch.Tensor, verbose: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor, int, list[float], bool]:
+        """Accelerated HALS from ``(Wt, H)`` until ``tol`` or ``max_iter``.
+
+        Returns ``(Wt, H, iterations, errors of the accepted iterates, converged)``.
+        """
+        N, K = X.shape
+        r = self.n_components
         chunks = self._chunks(X)
         # W is stored as contiguous [r, n] blocks: its rows are independent given H, so the W step for one block of X
         # is finished (and W_b^T X_b, W_b^T W_b accumulated) while that block is in cache: one pass over X per iteration.
@@ -317,19 +414,16 @@ class NMF:
                 if beta > 0:                                            # W_y = max(0, W_n + beta (W_n - W))
                     W_n = torch.lerp(W_c, W_n, 1.0 + beta).clamp_min_(0.0)
                 new_blocks.append(W_n)
-                # W^T X and W^T W summed in float64 over blocks of _ACC_ROWS rows: the error test below subtracts
-                # nearly equal numbers, and one float32 sum over a million rows is too coarse for tol ~ 1e-4.
-                for i in range(0, W_n.shape[1], _ACC_ROWS):
-                    Wi, Xi = W_n[:, i:i + _ACC_ROWS], X_c[i:i + _ACC_ROWS]
-                    WX += (Wi @ Xi).double()                            # [r, n] @ [n, K] -> [r, K]
-                    WtW += (Wi @ Wi.T).double()                         # [r, r]
+                wx, wtw = _cross_products(W_n, X_c)
+                WX += wx
+                WtW += wtw
             H_n = H.clone()
             _hals_sweeps(H_n, WX.to(X.dtype), WtW.to(X.dtype), inner_h, 0.01)
             # ||X - WH||^2 = ||X||^2 - 2 <H, W^T X> + <W^T W, H H^T>  (exact for the candidate W, H)
             Hd = H_n.double()
             err2 = norm_x2 - 2.0 * float(torch.sum(Hd * WX)) + float(torch.sum(WtW * (Hd @ Hd.T)))
             err = math.sqrt(max(err2, 0.0))
-            if self.verbose:
+            if verbose:
                 print(f"NMF iteration {it}: error {err:.6g} (beta {beta:.3g})")
             if err > prev:                                              # reject: restart from the accepted pair
                 if beta == 0.0:   # a plain HALS step cannot raise the error: this is rounding at convergence
@@ -345,18 +439,14 @@ class NMF:
             history.append(err)
             if beta > 0:
                 beta, beta_max = min(beta_max, beta * grow), min(1.0, beta_max * grow_max)
-            if prev - err < self.tol * max(err, 1e-30):
+            # judged over the last _TOL_WINDOW accepted iterations: single extrapolated steps can stall just before
+            # a restart and then improve again (a one-step rule stopped there, up to 0.05% above the optimum)
+            w = _TOL_WINDOW
+            if len(history) > w and history[-1 - w] - err < w * self.tol * max(err, 1e-30):
                 converged = True
                 break
             prev = err
-        self.n_iter_ = it
-        self.loss_history_ = history
-        self.reconstruction_err_ = history[-1]
-        if not converged:
-            warnings.warn(f"NMF: maximum number of iterations max_iter={self.max_iter} reached before the error "
-                          f"improvement fell below tol={self.tol}; increase max_iter or tol", ConvergenceWarning,
-                          stacklevel=3)
-        return torch.cat(Wb, dim=1), H
+        return torch.cat(Wb, dim=1), H, it, history, converged
 
     # ------------------------------------------------------------------ transform
     def transform(self, X: Any):
@@ -366,13 +456,7 @@ class NMF:
         H = self._components.to(device=Xt.device, dtype=Xt.dtype)
         if Xt.shape[1] != H.shape[1]:
             raise ValueError(error_message("X", f"{H.shape[1]} features (columns), as in fit", Xt))
-        num = (Xt @ H.T).T.contiguous()                                 # [r, M]
-        gram = H @ H.T                                                  # [r, r]
-        # start from the clipped unconstrained least-squares solution
-        reg = 1e-6 * torch.trace(gram) / gram.shape[0] + torch.finfo(gram.dtype).tiny
-        Wt = torch.linalg.solve(gram.double() + reg.double() * torch.eye(gram.shape[0], dtype=torch.float64,
-                                device=gram.device), num.double()).to(Xt.dtype).clamp_min(0).contiguous()
-        _hals_sweeps(Wt, num, gram, max(self.max_iter, 1), self.tol)
+        Wt = _nnls_rows(Xt, H, max(self.max_iter, 1), self.tol)
         return _out(Wt.T.contiguous(), is_numpy, orig)
 
     def inverse_transform(self, W: Any):
