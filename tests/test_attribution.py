@@ -63,6 +63,50 @@ def test_completeness_logit_with_score_fn_and_batching():
     torch.testing.assert_close(a1, a2, rtol=1e-4, atol=1e-6)
 
 
+class SkipAgent(nn.Module):
+    """conv2's output is added to the tensor it read (a skip around the attributed layer)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.fc_value = nn.Linear(6 * 5 * 5, 1)
+
+    def forward(self, x):
+        h = self.relu1(self.conv1(x))
+        return self.fc_value(torch.relu(self.conv2(h) + h).flatten(1)).squeeze(-1)
+
+
+def _reference_ig(model, x, layer, n_steps):
+    """The definition, one step at a time: acts * mean_k dF/da(k/n * acts), other paths at their values for x."""
+    from xrl.hooks import capture, patch
+    with capture(model, layer) as acts:
+        model(x)
+    a = acts[layer]
+    total = torch.zeros_like(a)
+    for k in range(1, n_steps + 1):
+        leaf = (k / n_steps * a).requires_grad_(True)
+        with patch(model, layer, lambda _o: leaf.clone()), capture(model, "fc_value", detach=False) as got:
+            model(x)
+        (g,) = torch.autograd.grad(got["fc_value"].sum(), leaf)
+        total += g
+    return a * total / n_steps
+
+
+@pytest.mark.parametrize("agent", [TinyAgent, SkipAgent])
+@pytest.mark.parametrize("n_obs", [1, 4])
+def test_matches_the_definition_step_by_step(agent, n_obs):
+    # the layers before `layer` run once per observation unless a skip around the layer needs the repeated inputs
+    model = agent()
+    x = _obs(n_obs, seed=2)
+    ours = integrated_gradients(model, x, "conv2", "fc_value", n_steps=12)
+    torch.testing.assert_close(ours, _reference_ig(model, x, "conv2", 12), rtol=1e-4, atol=1e-6)
+    chunked = integrated_gradients(model, x, "conv2", "fc_value", n_steps=12, batch_size=5)   # steps in chunks
+    torch.testing.assert_close(chunked, ours, rtol=1e-4, atol=1e-6)
+
+
 def test_agrees_with_captum_on_bias_free_net():
     captum = pytest.importorskip("captum.attr")
     model = TinyAgent(bias=False).eval()

