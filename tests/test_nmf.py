@@ -78,6 +78,19 @@ def test_subsample_prefit_on_tall_data_reaches_the_full_fit_error():
     assert small.n_iter_subsample_ > 0
 
 
+@pytest.mark.parametrize("init", ["nndsvda", "nndsvd"])
+def test_rank_deficient_data_with_as_many_components_as_columns(init):
+    # e.g. LayerNMF with features = channels on a layer with dead channels: the SVD init once divided by ~0 (NaN)
+    X = low_rank(n=500, k=10, r=3, seed=2)
+    X[:, [1, 4, 7]] = 0
+    nmf = NMF(10, init=init, seed=0, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W = nmf.fit_transform(X)
+    assert np.isfinite(W).all() and np.isfinite(nmf.components_).all()
+    assert rel(X, W, nmf.components_) < 0.05
+
+
 def test_convergence_warning_text():
     X = low_rank()
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):

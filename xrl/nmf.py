@@ -117,6 +117,12 @@ def _cross_products(Wt: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, to
     return WX, WtW
 
 
+def _rank_floor(S: torch.Tensor) -> float:
+    """Singular values at or below this are rounding noise of the float32 Gram matrix (eigenvalues good to ~1e-7 of
+    the largest, so singular values to ~3e-4): their vectors are arbitrary, and dividing by them overflowed to NaN."""
+    return float(S[0]) * 1e-3 + 1e-300
+
+
 def _out(t: torch.Tensor, is_numpy: bool, orig: Any):
     if is_numpy:
         return t.cpu().numpy()
@@ -274,20 +280,24 @@ class NMF:
             evals, evecs = torch.linalg.eigh(G)
             order = torch.argsort(evals, descending=True)[:r]
             S = evals[order].clamp_min(0).sqrt()                       # [r]
+            floor = _rank_floor(S)
             V = evecs[:, order].T                                      # [r, K]
-            U = (X @ V.T.to(X.dtype)).double() / S.clamp_min(1e-300)   # [N, K] @ [K, r] -> [N, r]
+            U = (X @ V.T.to(X.dtype)).double() / S.clamp_min(floor)    # [N, K] @ [K, r] -> [N, r]
         else:
             G = (X @ X.T).double()                                     # [N, N]
             evals, evecs = torch.linalg.eigh(G)
             order = torch.argsort(evals, descending=True)[:r]
             S = evals[order].clamp_min(0).sqrt()
+            floor = _rank_floor(S)
             U = evecs[:, order]                                        # [N, r]
-            V = (U.T.to(X.dtype) @ X).double() / S.clamp_min(1e-300)[:, None]  # [r, N] @ [N, K] -> [r, K]
+            V = (U.T.to(X.dtype) @ X).double() / S.clamp_min(floor)[:, None]  # [r, N] @ [N, K] -> [r, K]
         W = torch.zeros(N, r, dtype=torch.float64, device=dev)
         H = torch.zeros(r, K, dtype=torch.float64, device=dev)
         W[:, 0] = S[0].sqrt() * U[:, 0].abs()
         H[0] = S[0].sqrt() * V[0].abs()
         for j in range(1, r):
+            if S[j] <= floor:   # beyond X's numerical rank (e.g. dead channels): left zero (nndsvda fills in)
+                continue
             x, y = U[:, j], V[j]
             xp, yp, xn, yn = x.clamp_min(0), y.clamp_min(0), (-x).clamp_min(0), (-y).clamp_min(0)
             xpn, ypn, xnn, ynn = xp.norm(), yp.norm(), xn.norm(), yn.norm()
