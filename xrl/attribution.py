@@ -163,9 +163,9 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
     obs_per = max(1, batch_size // n_steps)
     steps_per = min(n_steps, batch_size)
     # The layers before `layer` see the same input at every step: run them once per observation and let only the
-    # patched layer's output carry the steps (2.3x less work for the seed's block2 -> value head on IMPALA). A model
-    # that mixes the layer's output with an earlier tensor (a skip around the layer) cannot take the mismatched batch;
-    # it fails loudly on the first try and every chunk then repeats the inputs per step instead.
+    # patched layer's output carry the steps (3.6x faster for block2 -> value head of IMPALA in bench/vision.py). A
+    # model that mixes the layer's output with an earlier tensor (a skip around the layer) raises on the mismatched
+    # batch (with one observation it broadcasts: the same computation); every chunk then repeats the inputs per step.
     shared_prefix = True
     for o in range(0, B, obs_per):
         a = acts[o:o + obs_per]                                          # [b, *A]
