@@ -18,7 +18,8 @@ same length; ratios compare those two segments. Both sides use ``--threads`` tor
 steps, so xrl collects the batches in between with one black-box call; the RandomForest's per-call overhead (about
 two thirds of a one-batch step) then counts once per update. alibi does the same work at any update_every.
 xrl also decays both learning rates linearly to 5% (``lr_decay=0.05``, as in examples/cfrl_adult.py); alibi keeps
-them constant.
+them constant. ``--sparsity-gate`` (default 1, the example's; 0 = alibi's actor loss) weights each sample's sparsity
+loss by the critic's estimate that its counterfactual is valid.
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ def main() -> None:
                     help="also explain with retries=N (perturbations for missed rows; 0 = skip), reported apart")
     ap.add_argument("--update-every", type=int, default=10,
                     help="both sides (alibi's default is 1; see the module docstring)")
+    ap.add_argument("--sparsity-gate", type=float, default=1.0, help="0: alibi's actor loss (see the docstring)")
     ap.add_argument("--alibi-python", default=ALIBI_PY)
     ap.add_argument("--alibi-steps", type=int, default=1000)
     ap.add_argument("--alibi-ae-epochs", type=int, default=1, help="alibi's AE quality does not change its speed")
@@ -112,7 +114,8 @@ def main() -> None:
 
     res: dict = {"bench": "cfrl_adult", "torch": torch.__version__, "python": platform.python_version(),
                  "threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()[0],
-                 "train_steps": args.train_steps, "update_every": args.update_every}
+                 "train_steps": args.train_steps, "update_every": args.update_every,
+                 "sparsity_gate": args.sparsity_gate}
     adult, X_tr, X_te, Y_tr, Y_te = ex.load_split(local_dir=args.adult_dir)
     alibi = None
     if not args.no_alibi and Path(args.alibi_python).exists() and ANCHOR.exists():
@@ -132,7 +135,7 @@ def main() -> None:
                 clock.append((step, time.perf_counter()))
 
     cf = ex.explainer(predictor, ae, pre, train_steps=args.train_steps, seed=args.seed, progress=False,
-                      update_every=args.update_every, callbacks=[StepClock()])
+                      update_every=args.update_every, sparsity_gate=args.sparsity_gate, callbacks=[StepClock()])
     t0 = time.perf_counter()
     cf.fit(X_tr)  # one fit: the learning-rate schedule spans train_steps
     res["fit_s"] = round(time.perf_counter() - t0, 1)

@@ -476,6 +476,23 @@ def test_lr_decay_is_linear_saved_and_validated(digits, digits_models, tmp_path)
             make(digits_models, lr_decay=bad)
 
 
+def test_sparsity_gate_is_a_per_sample_weight_saved_and_validated(digits, digits_models, tmp_path):
+    X, _ = digits
+    cf = make(digits_models, steps=40, seed=2, sparsity_gate=0.5).fit(X)
+    a, b = torch.rand(6, 64), torch.rand(6, 64)
+    w = torch.tensor([0.0, 1.0, 1.0, 0.5, 0.0, 2.0])
+    expected = ((a - b).abs().mean(1) * w).mean()
+    torch.testing.assert_close(cf._sparsity_loss(a, b, w)["sparsity_loss"], expected)
+    torch.testing.assert_close(cf._sparsity_loss(a, b)["sparsity_loss"], (a - b).abs().mean())
+    cf.save(tmp_path / "cf")
+    loaded = CounterfactualRL.load(tmp_path / "cf", digits_models[0], encoder=digits_models[1],
+                                   decoder=digits_models[2])
+    assert loaded.sparsity_gate == 0.5
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="sparsity_gate"):
+            make(digits_models, sparsity_gate=bad)
+
+
 def test_all_targets_critic_batch_has_exact_rewards_for_every_class(digits, digits_models):
     X, _ = digits
     cf = make(digits_models, steps=40, seed=2).fit(X)

@@ -190,6 +190,23 @@ def test_save_load_round_trip(tmp_path):
     assert cf2.constraints.immutable_features == ["Sex"] and cf2.constraints.ranges == {"Age": [0.0, 1.0]}
 
 
+def test_sparsity_gate_weights_each_sample_and_is_saved(tmp_path):
+    X, cf = make(train_steps=20, sparsity_gate=1.0)
+    cf.fit(X)
+    A = torch.as_tensor(cf.preprocessor.transform(X[:8]), dtype=torch.float32)
+    heads = [h.detach() + 0.3 for h in cf.params["decoder"](cf._encode(A))]  # a decoded "counterfactual" that moved
+    ones, half = torch.ones(8), torch.full((8,), 0.5)
+    plain = cf._sparsity_loss(heads, A)
+    for k, v in cf._sparsity_loss(heads, A, ones).items():
+        torch.testing.assert_close(v, plain[k])
+        torch.testing.assert_close(cf._sparsity_loss(heads, A, half)[k], 0.5 * plain[k])
+    cf.save(tmp_path / "cf")
+    assert CounterfactualRLTabular.load(tmp_path / "cf", Black()).sparsity_gate == 1.0
+    for bad in (-0.5, 2.0):
+        with pytest.raises(ValueError, match="sparsity_gate"):
+            make(sparsity_gate=bad)
+
+
 def test_same_seed_same_explainer():
     X, a = make(train_steps=15)
     _, b = make(train_steps=15)

@@ -35,7 +35,7 @@ from .. import io
 from .._validation import check_scalar, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
-from .cfrl import CounterfactualRL, _EvalMode, _to_numpy, _to_tensor, get_classification_reward
+from .cfrl import CounterfactualRL, _EvalMode, _to_numpy, _to_tensor, _weighted_mean, get_classification_reward
 from .conditioning import TabularConstraints
 from .explanation import Explanation
 
@@ -248,15 +248,21 @@ class CounterfactualRLTabular(CounterfactualRL):
             X = X[:, :self._D]
         return super()._encode(X.float() if isinstance(X, torch.Tensor) else X)
 
-    def _sparsity_loss(self, X_hat_cf: Any, X: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 on standardised numerical features + L0 on categorical ones (straight-through one-hot), each mean."""
+    def _sparsity_loss(self, X_hat_cf: Any, X: torch.Tensor, weight: torch.Tensor | None = None
+                       ) -> dict[str, torch.Tensor]:
+        """L1 on standardised numerical features + L0 on categorical ones (straight-through one-hot), each mean;
+        ``weight`` [B]: per-sample weights (``sparsity_gate``)."""
         X_model, _ = self._split(X)
         pre = self.preprocessor
         heads = list(X_hat_cf)
         out = {}
         h = 0
         if pre.n_num:
-            out["sparsity_num_loss"] = self.weight_num * F.l1_loss(heads[0], X_model[:, :pre.n_num])
+            if weight is None:
+                num = F.l1_loss(heads[0], X_model[:, :pre.n_num])
+            else:
+                num = _weighted_mean((heads[0] - X_model[:, :pre.n_num]).abs().mean(1), weight)
+            out["sparsity_num_loss"] = self.weight_num * num
             h = 1
         if pre.cat_sizes_:
             # all categorical heads at once in a padded [B, n_cat, Kmax] layout (pads: -inf logits, 0 targets)
@@ -266,7 +272,8 @@ class CounterfactualRLTabular(CounterfactualRL):
             hard = F.one_hot(prob.argmax(-1), prob.shape[-1]).to(prob.dtype)
             st = hard + prob - prob.detach()  # forward: one-hot, backward: softmax (straight-through)
             changed = 0.5 * (st - target).abs().sum(-1)  # [B, n_cat]: 1 per changed feature
-            out["sparsity_cat_loss"] = self.weight_cat * changed.mean()
+            cat = changed.mean() if weight is None else _weighted_mean(changed.mean(1), weight)
+            out["sparsity_cat_loss"] = self.weight_cat * cat
         return out
 
     def _sample_targets(self, Y_m: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
