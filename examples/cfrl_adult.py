@@ -83,7 +83,7 @@ def explainer(predictor, ae: HeAE, pre: TabularPreprocessor, train_steps: int, s
     # update_every=10: one black-box call per 10 batches (the RandomForest's per-call overhead dominates a step);
     # lr_decay=0.05: learning rates fall linearly to 5%, which stops validity slipping late in the run;
     # sparsity_gate=1: no pull back towards the input while the critic expects the counterfactual to fail (validity
-    # 0.979-0.991 at 10k steps over 3 seeds vs 0.968-0.982 without; docs/tabular.md)
+    # 0.979-0.991 at 10k steps over 4 seeds vs 0.968-0.982 without; docs/tabular.md)
     kw.setdefault("update_every", 10)
     kw.setdefault("lr_decay", 0.05)
     kw.setdefault("sparsity_gate", 1.0)

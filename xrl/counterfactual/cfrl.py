@@ -392,8 +392,8 @@ class CounterfactualRL:
         In ``[0, 1]``; 0 (default) is alibi's actor loss. Each sample's sparsity (and only the sparsity) term is
         weighted by ``1 - g + g * clip(Q, 0, 1)``, ``Q`` being the critic's estimate of the reward of the actor's own
         counterfactual: a counterfactual the critic expects to fail is not pulled back towards the input until it
-        crosses the boundary. Measured on Adult (10k steps, seeds 0 / 1 / 2, ``g = 1``): validity 0.979 / 0.987 /
-        0.991 vs 0.975 / 0.982 / 0.968, less sparse (``docs/tabular.md``). Harmful on MNIST (act_noise 0.3, seed 0,
+        crosses the boundary. Measured on Adult (10k steps, seeds 0-3, ``g = 1``): validity 0.979 / 0.987 / 0.991 /
+        0.988 vs 0.975 / 0.982 / 0.968 / 0.976, less sparse (``docs/tabular.md``). Harmful on MNIST (act_noise 0.3, seed 0,
         2000 steps: 0.60 vs 0.92, mean L1 95 vs 82): early on the critic expects almost every counterfactual to fail,
         and without the sparsity pull the actor drifts away from the data.
     **kwargs
