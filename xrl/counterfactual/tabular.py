@@ -35,7 +35,7 @@ from .. import io
 from .._validation import check_scalar, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
-from .cfrl import CounterfactualRL, _EvalMode, _to_numpy, _to_tensor, _weighted_mean, get_classification_reward
+from .cfrl import CounterfactualRL, _EvalMode, _to_numpy, _sample_mean, _to_tensor, get_classification_reward
 from .conditioning import TabularConstraints
 from .explanation import Explanation
 
@@ -258,11 +258,7 @@ class CounterfactualRLTabular(CounterfactualRL):
         out = {}
         h = 0
         if pre.n_num:
-            if weight is None:
-                num = F.l1_loss(heads[0], X_model[:, :pre.n_num])
-            else:
-                num = _weighted_mean((heads[0] - X_model[:, :pre.n_num]).abs().mean(1), weight)
-            out["sparsity_num_loss"] = self.weight_num * num
+            out["sparsity_num_loss"] = self.weight_num * _sample_mean((heads[0] - X_model[:, :pre.n_num]).abs(), weight)
             h = 1
         if pre.cat_sizes_:
             # all categorical heads at once in a padded [B, n_cat, Kmax] layout (pads: -inf logits, 0 targets)
@@ -272,8 +268,7 @@ class CounterfactualRLTabular(CounterfactualRL):
             hard = F.one_hot(prob.argmax(-1), prob.shape[-1]).to(prob.dtype)
             st = hard + prob - prob.detach()  # forward: one-hot, backward: softmax (straight-through)
             changed = 0.5 * (st - target).abs().sum(-1)  # [B, n_cat]: 1 per changed feature
-            cat = changed.mean() if weight is None else _weighted_mean(changed.mean(1), weight)
-            out["sparsity_cat_loss"] = self.weight_cat * cat
+            out["sparsity_cat_loss"] = self.weight_cat * _sample_mean(changed, weight)
         return out
 
     def _sample_targets(self, Y_m: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
