@@ -42,6 +42,7 @@ from .explanation import Explanation
 __all__ = ["CounterfactualRLTabular", "interval_reward"]
 
 _PREDICT_CHUNK = 10_000  # rows per black-box call at explain time (one call per chunk, not per actor batch)
+DEFAULT_RETRIES = 16  # explain(retries=None): Adult validity 0.979 -> 0.992 for 12% more explain time (docs/tabular.md)
 
 
 def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tensor:
@@ -363,7 +364,7 @@ class CounterfactualRLTabular(CounterfactualRL):
 
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100, diversity: bool = False,
                 num_samples: int = 1, patience: int = 1000, tolerance: float = 1e-3, *,
-                retries: int = 0) -> Explanation:
+                retries: int | None = None) -> Explanation:
         """Counterfactuals for ``X`` (original format) towards ``Y_t``.
 
         Parameters
@@ -387,8 +388,9 @@ class CounterfactualRLTabular(CounterfactualRL):
         retries
             For rows whose counterfactual misses the target, try this many perturbations of the actor's latent output
             (Gaussian, standard deviation ``act_noise``, seeded) and keep the valid one nearest to the actor's
-            output; rows that were valid are left as they are, constraints still hold. 0 (default) returns the
-            actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
+            output; rows that were valid are left as they are, constraints still hold. ``None`` (default) means
+            ``DEFAULT_RETRIES`` (16) for single counterfactuals; 0 returns the actor's answer only, as alibi does.
+            Costs ``retries`` black-box rows per missed row, nothing for valid rows.
 
         Returns
         -------
@@ -405,7 +407,8 @@ class CounterfactualRLTabular(CounterfactualRL):
         if n == 0:
             raise ValueError(error_message("X", "at least one row", X))
         T = self._targets(Y_t, n)
-        check_scalar("retries", retries, int, low=0)
+        if retries is not None:
+            check_scalar("retries", retries, int, low=0)
         if diversity:
             if retries:
                 raise ValueError("retries: only for diversity=False (diverse mode already keeps valid samples only)")
@@ -414,6 +417,7 @@ class CounterfactualRLTabular(CounterfactualRL):
         Y_m = self._predict_codes(A)
         A_cf = self._generate_batched(A, Y_m, T, Cs, batch_size)
         Y_cf = self._predict_codes(A_cf)
+        retries = DEFAULT_RETRIES if retries is None else retries
         if retries:
             self._retry_missed(A, Y_m, T, Cs, A_cf, Y_cf, retries, batch_size)
         return self._explanation(X, A, A_cf, Y_m, Y_cf, T, Cs)
