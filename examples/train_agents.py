@@ -92,15 +92,18 @@ def cmd_export(args) -> None:
     obs, _ = venv.reset()
     with torch.no_grad():
         diff = (check(torch.from_numpy(obs))[0] - agent(torch.from_numpy(obs))[0]).abs().max().item()
+    runs = timing.get("runs", [])
+    counts = sorted({r.get("threads", 1) for r in runs}) or [1]
+    threads = " / ".join(map(str, counts)) + (" thread" if counts == [1] else " threads") + (" by run" if len(counts) > 1 else "")
     lines = [f"# Bundled agent: {args.name}", "",
              f"Environment: `{config['env_id']}` with `{json.dumps(env_kwargs)}`; IMPALA CNN "
              f"{tuple(config['channels'])}, fc {config['fc_dim']}; weights stored as float16 "
              f"(max |logit| change vs float32: {diff:.2e}).", "",
              f"Trained for {meta['global_step']:,} environment steps in {timing.get('seconds', 0) / 3600:.2f} h on a "
-             "shared 2-core CPU (torch 2.13, 1 thread), with these commands (resumable; run from the repo root):", "",
+             f"shared 2-core CPU (torch 2.13, {threads}), with these commands (resumable; run from the repo root):", "",
              "```"]
     lines += [r["command"] if r["command"].startswith("python") else "python " + r["command"]
-              for r in timing.get("runs", [])]
+              for r in runs]
     lines += [" ".join(["python", "examples/train_agents.py"] + sys.argv[1:]), "```", "",
               f"Evaluation (episodes split evenly over {n} envs, each contributing its first episodes; sampled "
               "actions; seed 10000" + ("; unseen_levels = the 500 held-out levels 1,000,000-1,000,499, training "
