@@ -45,6 +45,10 @@ def cmd_train(args) -> None:
         overrides["num_envs"] = args.num_envs
     if args.num_steps:
         overrides["num_steps"] = args.num_steps
+    if args.channels:
+        overrides["channels"] = tuple(args.channels)
+    if args.fc_dim:
+        overrides["fc_dim"] = args.fc_dim
     config = CONFIGS[args.name](**overrides)
     out = Path(args.out or ROOT / "runs" / "agents" / args.name)
     t0 = time.time()
@@ -94,7 +98,8 @@ def cmd_export(args) -> None:
         diff = (check(torch.from_numpy(obs))[0] - agent(torch.from_numpy(obs))[0]).abs().max().item()
     runs = timing.get("runs", [])
     counts = sorted({r.get("threads", 1) for r in runs}) or [1]
-    threads = " / ".join(map(str, counts)) + (" thread" if counts == [1] else " threads") + (" by run" if len(counts) > 1 else "")
+    threads = " / ".join(map(str, counts)) + (" thread" if counts == [1] else " threads")
+    threads += " by run" if len(counts) > 1 else ""
     lines = [f"# Bundled agent: {args.name}", "",
              f"Environment: `{config['env_id']}` with `{json.dumps(env_kwargs)}`; IMPALA CNN "
              f"{tuple(config['channels'])}, fc {config['fc_dim']}; weights stored as float16 "
@@ -128,6 +133,9 @@ def main() -> None:
     t.add_argument("--num-envs", type=int, default=0)
     t.add_argument("--num-steps", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--channels", type=int, nargs=3, default=None,
+                   help="IMPALA block widths (MinAtar default 8 16 16; the paper's 16 32 32)")
+    t.add_argument("--fc-dim", type=int, default=0, help="embedding width (MinAtar default 128; the paper's 256)")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     t.add_argument("--out", default=None)
     t.add_argument("--no-bar", action="store_true")
