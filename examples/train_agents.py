@@ -25,11 +25,11 @@ from xrl.envs import make_vec_env
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "xrl" / "checkpoints" / "agents"
 
-MINATAR = dict(num_envs=32, num_steps=128, num_minibatches=4, channels=(8, 16, 16), fc_dim=128, checkpoint_every=10)
+MINATAR = dict(num_envs=32, num_steps=128, num_minibatches=4, channels=(16, 32, 32), fc_dim=256, checkpoint_every=10)
 
 CONFIGS = {
-    # MinAtar: 32 envs x 128 steps, 4 minibatches of 1,024, 3 epochs; a half-width IMPALA CNN (8/16/16 blocks,
-    # 128-wide embedding, same layer names) because training ran on a shared 2-core CPU
+    # MinAtar: 32 envs x 128 steps, 4 minibatches of 1,024, 3 epochs; the paper's IMPALA width (16/32/32, fc 256):
+    # ~1,100 frames/s on 2 CPU threads, and its NMF directions match the game's objects better than half width's
     "freeway": lambda **kw: PPOConfig(env_id="freeway", **{**MINATAR, **kw}),
     "breakout": lambda **kw: PPOConfig(env_id="breakout", **{**MINATAR, **kw}),
     # CoinRun: procgen-paper PPO settings, easy mode, 10,000 training levels
@@ -134,8 +134,8 @@ def main() -> None:
     t.add_argument("--num-steps", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--channels", type=int, nargs=3, default=None,
-                   help="IMPALA block widths (MinAtar default 8 16 16; the paper's 16 32 32)")
-    t.add_argument("--fc-dim", type=int, default=0, help="embedding width (MinAtar default 128; the paper's 256)")
+                   help="IMPALA block widths (default: the paper's 16 32 32; 8 16 16 trains ~2x faster)")
+    t.add_argument("--fc-dim", type=int, default=0, help="embedding width (default: the paper's 256)")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     t.add_argument("--out", default=None)
     t.add_argument("--no-bar", action="store_true")
