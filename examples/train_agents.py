@@ -52,7 +52,9 @@ def cmd_train(args) -> None:
     config = CONFIGS[args.name](**overrides)
     out = Path(args.out or ROOT / "runs" / "agents" / args.name)
     t0 = time.time()
-    result = train_ppo(config, out, resume=True)
+    # --time-limit: stop cleanly after the first update past the limit (checkpoint written, resumable)
+    in_time = (lambda row: time.time() - t0 < args.time_limit * 60) if args.time_limit else None
+    result = train_ppo(config, out, resume=True, callback=in_time)
     timing = io.load_json(out / "timing.json") if (out / "timing.json").is_file() else {"seconds": 0.0, "runs": []}
     timing["seconds"] += time.time() - t0
     timing["runs"].append({"command": "python " + " ".join(map(shlex.quote, sys.argv)), "seconds": round(time.time() - t0, 1),
@@ -139,6 +141,8 @@ def main() -> None:
     t.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     t.add_argument("--out", default=None)
     t.add_argument("--no-bar", action="store_true")
+    t.add_argument("--time-limit", type=float, default=0, help="minutes; stop (resumably) after the first update "
+                   "past it")
     e = sub.add_parser("export")
     e.add_argument("name", choices=sorted(CONFIGS))
     e.add_argument("--episodes", type=int, default=100)

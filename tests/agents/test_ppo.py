@@ -94,6 +94,18 @@ def test_same_seed_same_training_and_resume_continues(tmp_path):
                   tmp_path)
 
 
+def test_callback_returning_false_stops_with_a_resumable_checkpoint(tmp_path):
+    torch.set_num_threads(1)
+    small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, checkpoint_every=10)
+    seen = []
+    stopped = train_ppo(tiny_config(total_timesteps=512, **small), tmp_path, env=LitCellEnv(4),
+                        callback=lambda row: seen.append(row["global_step"]) or len(seen) < 2)
+    assert seen == [128, 256] and stopped.global_step == 256
+    # the stop wrote a checkpoint even though checkpoint_every=10 was not reached: a resume continues from it
+    resumed = train_ppo(tiny_config(total_timesteps=512, **small), tmp_path, env=LitCellEnv(4))
+    assert [r["global_step"] for r in resumed.history] == [384, 512]
+
+
 def test_ppo_runs_on_minatar(tmp_path):
     torch.set_num_threads(1)
     cfg = PPOConfig(env_id="freeway", env_kwargs={"pomdp": True}, total_timesteps=256, num_envs=4, num_steps=32,

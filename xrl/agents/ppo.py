@@ -159,7 +159,7 @@ def _obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume: bool = True, env: Any = None,
-              callback: Callable[[dict[str, float]], None] | None = None) -> PPOResult:
+              callback: Callable[[dict[str, float]], bool | None] | None = None) -> PPOResult:
     """Train an :class:`~xrl.models.ImpalaCNN` agent with PPO.
 
     Parameters
@@ -172,7 +172,8 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     env : vectorised env, optional
         An env with the :mod:`xrl.envs.vector` interface to use instead of building ``config.env_id``.
     callback : callable, optional
-        Called with each update's log row.
+        Called with each update's log row; returning ``False`` stops training after that update (a checkpoint is
+        written, and a later call with ``resume=True`` continues), as in Stable-Baselines3's callbacks.
 
     Returns
     -------
@@ -380,10 +381,11 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
                 for k, v in row.items():
                     if k not in ("global_step", "update") and np.isfinite(v):
                         writer.add_scalar(k, v, global_step)
-            if callback is not None:
-                callback(row)
+            stop = callback is not None and callback(row) is False
             bar.update(batch_size)
             bar.set_postfix(ret=f"{row['charts/episodic_return']:.2f}", sps=f"{row['charts/SPS']:.0f}")
+            if stop:
+                break
             if update % config.checkpoint_every == 0:
                 save_checkpoint()
         save_checkpoint()
