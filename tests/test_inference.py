@@ -1,6 +1,8 @@
 """The optimized inference copy must equal the eager module, follow weight changes, and fall back when unsafe."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from torch import nn
@@ -21,6 +23,23 @@ def test_matches_eager_for_every_batch_size():
         assert out.shape == (n, 10) and not out.requires_grad
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     assert fast.status == "optimized"
+
+
+def test_concurrent_calls_from_threads_give_eval_mode_outputs():
+    # pipelined CFRL may call the predictor from a worker while a callback calls it here: the train/eval toggle of
+    # one call must not leak into the other (dropout on would change the outputs)
+    torch.manual_seed(2)
+    clf = MNISTClassifier(10).train()
+    fast = InferenceModule(clf)
+    xs = [torch.rand(n, 1, 28, 28) for n in (30, 17) * 8]
+    with torch.no_grad():
+        refs = [clf.eval()(x) for x in xs]
+    clf.train()
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(fast, xs))
+    for out, ref in zip(outs, refs):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    assert clf.training
 
 
 def test_keeps_training_mode_and_follows_weight_changes():

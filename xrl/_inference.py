@@ -18,6 +18,7 @@ here and was no faster (shared/FACTS.md); when ``torch.jit`` goes away, the fall
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
@@ -52,6 +53,7 @@ class InferenceModule:
         self._fast: Any = None
         self._key: tuple | None = None
         self._checked_sizes: set[int] = set()
+        self._lock = threading.Lock()  # the train/eval toggle and the lazy build are not safe to interleave
         self.status = "eager (not traced yet)" if enabled else "eager (disabled)"
 
     def _build(self, x: torch.Tensor) -> None:
@@ -82,6 +84,10 @@ class InferenceModule:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> Any:
+        with self._lock:
+            return self._call(x)
+
+    def _call(self, x: torch.Tensor) -> Any:
         module = self.module
         was_training = module.training
         module.eval()

@@ -83,10 +83,12 @@ def test_one_hot_targets_equal_label_targets(fitted, digits):
 
 def test_numpy_black_box_and_module_fast_path_agree(digits, digits_models):
     X, _ = digits
-    a = make(digits_models, steps=150, seed=3).fit(X)
-    b = make(digits_models, steps=150, seed=3, predictor=numpy_predictor(digits_models[0])).fit(X)
-    ea, eb = a.explain(X[:50], np.array([4])), b.explain(X[:50], np.array([4]))
-    np.testing.assert_allclose(ea.data["cf"]["X"], eb.data["cf"]["X"], atol=1e-5)
+    for pipeline in (True, False):  # numpy black boxes are pipelined by default, modules are not
+        a = make(digits_models, steps=150, seed=3, pipeline=pipeline).fit(X)
+        b = make(digits_models, steps=150, seed=3, predictor=numpy_predictor(digits_models[0]),
+                 pipeline=None if pipeline else False).fit(X)
+        ea, eb = a.explain(X[:50], np.array([4])), b.explain(X[:50], np.array([4]))
+        np.testing.assert_allclose(ea.data["cf"]["X"], eb.data["cf"]["X"], atol=1e-5)
 
 
 def test_same_seed_same_explainer_different_seed_differs(digits, digits_models):
@@ -454,6 +456,64 @@ def test_update_every_batches_black_box_calls_without_changing_the_samples(digit
     for name in ("actor", "critic"):
         for (k, a), (_, b) in zip(chunked.params[name].state_dict().items(), one.params[name].state_dict().items()):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=f"{name}.{k}")
+
+
+def test_pipelined_fit_is_deterministic_resumable_and_replays_earlier_steps_only(digits, digits_models, tmp_path):
+    X, _ = digits
+    predict = numpy_predictor(digits_models[0])
+    seen = {"update_step": [], "stored": []}
+
+    class Spy(CounterfactualRL):  # records, per update, its step and the steps already stored
+        def _update(self, fs, step, update):
+            seen["update_step"].append(step)
+            seen["stored"].append(fs["buffer"].len)  # batches
+            super()._update(fs, step, update)
+
+    kw = dict(steps=60, seed=4, predictor=predict)
+    runs = [make(digits_models, **kw).fit(X) for _ in range(2)]
+    spy = Spy(predict, *digits_models[1:], coeff_sparsity=0.5, coeff_consistency=0.0, latent_dim=8, train_steps=60,
+              progress=False, batch_size=64, actor_hidden_dim=64, critic_hidden_dim=64, seed=4)
+    spy.fit(X)
+    plain = make(digits_models, pipeline=False, **kw).fit(X)
+    assert spy._pipelined() and not plain._pipelined() and not make(digits_models)._pipelined()
+    # update at step t replays the t transitions of steps 0 .. t-1 (not step t's, still being labelled)
+    assert seen["stored"] == seen["update_step"] and seen["update_step"][0] == 11
+    for name in ("actor", "critic"):
+        for (k, a), (_, b), (_, c) in zip(*(r.params[name].state_dict().items() for r in (*runs, spy))):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name}.{k}")
+            torch.testing.assert_close(a, c, rtol=0, atol=0, msg=f"{name}.{k}")
+    differs = any((a - b).abs().max() > 1e-6 for a, b in zip(runs[0].params["actor"].parameters(),
+                                                               plain.params["actor"].parameters()))
+    assert differs  # pipelining changes what an update replays, so the runs are not identical
+    part = make(digits_models, steps=25, seed=4, predictor=predict).fit(X)
+    part.save(tmp_path / "ckpt")
+    resumed = CounterfactualRL.load(tmp_path / "ckpt", predict, encoder=digits_models[1], decoder=digits_models[2],
+                                    train_steps=60)
+    assert resumed.pipeline is None
+    resumed.fit(X)
+    for (k, a), (_, b) in zip(runs[0].params["actor"].state_dict().items(), resumed.params["actor"].state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"actor.{k}")
+
+
+def test_pipelined_black_box_errors_reach_the_caller(digits, digits_models):
+    X, _ = digits
+    predict = numpy_predictor(digits_models[0])
+    # the training set is labelled in chunks of 1000 rows; batches of 64 rows are labelled in the worker
+    bad_batches = make(digits_models, steps=30, predictor=lambda x: predict(x)[:3] if len(x) == 64 else predict(x))
+    with pytest.raises(ValueError, match="predictor: returned 3 row"):
+        bad_batches.fit(X)
+    calls = {"n": 0}
+
+    def bad_counterfactuals(x):  # explain: originals first (this thread), then counterfactuals (the worker)
+        calls["n"] += 1
+        return np.full((len(x), 10), np.nan) if calls["n"] == 2 else predict(x)
+
+    cf = make(digits_models, steps=30, predictor=predict).fit(X)
+    cf.reset_predictor(bad_counterfactuals)
+    with pytest.raises(ValueError, match="NaN"):
+        cf.explain(X[:10], np.array([1]))
+    with pytest.raises(TypeError, match="pipeline"):
+        make(digits_models, pipeline="yes")
 
 
 def test_lr_decay_is_linear_saved_and_validated(digits, digits_models, tmp_path):

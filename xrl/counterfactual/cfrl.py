@@ -26,6 +26,7 @@ import os
 import time
 import warnings
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -53,7 +54,7 @@ __all__ = [
 _CHUNK_ROWS = 10_000  # most rows collected in one go between updates (update_every > 1)
 # keyword-only constructor options stored in config.json, with the value that files written before they existed mean
 _SAVED_OPTIONS = {"progress": True, "hindsight": 0.0, "optimize_inference": True, "saturation_penalty": 0.0,
-                  "lr_decay": 1.0, "all_targets": False, "sparsity_gate": 0.0}
+                  "lr_decay": 1.0, "all_targets": False, "sparsity_gate": 0.0, "pipeline": False}
 _ALL_TARGETS_MAX = 32  # all_targets: beyond this many classes the critic sees this many random targets per transition
 
 
@@ -401,6 +402,15 @@ class CounterfactualRL:
         0.988 vs 0.975 / 0.982 / 0.968 / 0.976, less sparse (``docs/tabular.md``). Harmful on MNIST (act_noise 0.3,
         seed 0, 2000 steps: 0.60 vs 0.92, mean L1 95 vs 82): early on the critic expects almost every counterfactual
         to fail, and without the sparsity pull the actor drifts away from the data.
+    pipeline
+        Call the black box in a worker thread, overlapped with other work: in ``fit`` (with ``update_every=1``) the
+        step's update runs while the black box labels the step's counterfactuals, so each update replays the
+        transitions of earlier steps only (alibi's replays the current one too); in ``explain`` batch ``i``'s
+        counterfactuals are labelled while batch ``i + 1``'s originals are, so the black box may run in two threads
+        at once. ``None`` (default): on for black boxes that are not ``nn.Module`` (seed 000's classifier as a numpy
+        black box, 2 threads: fit 1.2x, explain 1.19x the steps/images per second), off for modules (their traced
+        fast path uses both cores on its own; pipelined it ran 7% slower). Pass ``False`` for a black box that must
+        not be called from another thread. Deterministic either way; resuming keeps the setting.
     **kwargs
         Any key of :data:`DEFAULT_BASE_PARAMS`; unknown keys raise ``ValueError``.
 
@@ -419,7 +429,8 @@ class CounterfactualRL:
                  coeff_consistency: float, latent_dim: int | None = None, backend: str = "pytorch", seed: int = 0,
                  *, device: Any = None, progress: bool = True, hindsight: float = 0.0,
                  optimize_inference: bool = True, saturation_penalty: float = 0.01, lr_decay: float = 1.0,
-                 all_targets: bool = True, sparsity_gate: float = 0.0, **kwargs: Any) -> None:
+                 all_targets: bool = True, sparsity_gate: float = 0.0, pipeline: bool | None = None,
+                 **kwargs: Any) -> None:
         if not isinstance(backend, str) or backend.strip().lower() not in SUPPORTED_BACKENDS:
             raise ValueError(error_message("backend", "'pytorch' (the only supported backend; xrl is PyTorch-only, "
                                            "pass PyTorch encoder/decoder modules)", backend))
@@ -465,6 +476,9 @@ class CounterfactualRL:
         self.lr_decay = float(lr_decay)
         check_scalar("sparsity_gate", sparsity_gate, low=0, high=1)
         self.sparsity_gate = float(sparsity_gate)
+        if pipeline is not None and not isinstance(pipeline, bool):
+            raise TypeError(error_message("pipeline", "True, False or None (automatic)", pipeline))
+        self.pipeline = pipeline
         params.update({"predictor": predictor, "encoder": encoder.to(self.device), "decoder": decoder.to(self.device),
                        "coeff_sparsity": float(coeff_sparsity), "coeff_consistency": float(coeff_consistency),
                        "latent_dim": latent_dim, "seed": self.seed, "device": self.device})
@@ -763,15 +777,27 @@ class CounterfactualRL:
         bar = tqdm(total=p["train_steps"], initial=min(self._step, p["train_steps"]), disable=not self.progress,
                    desc="CFRL fit", dynamic_ncols=True)
         reward_sum, reward_n = torch.zeros((), device=self.device), 0
+        pool = ThreadPoolExecutor(1, thread_name_prefix="xrl-predictor") if self._pipelined() else None
         try:
             while self._step < p["train_steps"]:
                 n = self._chunk_length()
-                rewards = self._experience_steps(fs, n)
+                last = self._step + n - 1
+                chunk = self._collect(fs, n)
+                # Pipelining (update_every=1): the black box labels this step's counterfactuals in a worker thread
+                # while the step's update runs here on the transitions of earlier steps (the actor it changes only
+                # acts at the next step).
+                early = pool is not None and n == 1 and self._is_update_step(last) and len(fs["buffer"]) > 0
+                pending = pool.submit(self._predict_no_grad, chunk["X_cf_tilde"]) if early else None
+                if early:
+                    for i in range(p["update_every"]):
+                        self._update(fs, last, i)
+                Y_cf = pending.result() if early else self._predict_no_grad(chunk["X_cf_tilde"])
+                rewards = self._store(fs, chunk, Y_cf)
                 for r in rewards:
                     reward_sum += r.mean()
                     reward_n += 1
                     step = self._step
-                    if self._is_update_step(step):
+                    if self._is_update_step(step) and not early:
                         for i in range(p["update_every"]):
                             self._update(fs, step, i)
                     self._step += 1
@@ -781,11 +807,23 @@ class CounterfactualRL:
                         reward_sum.zero_()
                         reward_n = 0
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
             bar.close()
             loop_s = time.perf_counter() - t1  # includes callbacks
             self.fit_timing_ = {"prepare_s": t1 - t0, "loop_s": loop_s, "steps": self._step - step0,
                                 "steps_per_s": (self._step - step0) / loop_s if loop_s > 0 else float("nan")}
         return self
+
+    def _pipelined(self, explain: bool = False) -> bool:
+        """Overlap black-box calls with other work? In ``fit`` only with ``update_every=1`` (larger values already
+        batch the calls); by default only for black boxes that are not ``nn.Module`` (the traced module path uses both
+        cores well on its own and ran 7% slower pipelined)."""
+        if not explain and self.params["update_every"] != 1:
+            return False
+        if self.pipeline is None:
+            return not isinstance(self.params["predictor"], nn.Module)
+        return self.pipeline
 
     def _is_update_step(self, step: int) -> bool:
         return step % self.params["update_every"] == 0 and step > self.params["update_after"]
@@ -800,8 +838,9 @@ class CounterfactualRL:
             n += 1
         return n
 
-    def _experience_steps(self, fs: dict[str, Any], n: int) -> list[torch.Tensor]:
-        """``n`` interactions with the same actor: noisy counterfactual embeddings, black-box query, stored rewards.
+    def _collect(self, fs: dict[str, Any], n: int) -> dict[str, Any]:
+        """``n`` interactions with the same actor, up to the black-box query: noisy counterfactual embeddings and their
+        decodings in the predictor's format (``_store`` takes the black box's answer).
 
         The actor does not change between update steps, so with ``update_every > 1`` the ``n`` batches go through the
         decoder, the post-processing and the black box in one call (a sklearn model's per-call overhead then counts
@@ -836,8 +875,18 @@ class CounterfactualRL:
                     mask = torch.cat([torch.full((len(i), 1), e, device=self.device) for i, e in zip(idxs, explored)])
                     Z_cf_tilde = torch.where(mask, draw, Z_cf_tilde)
             X_cf_tilde = self._postprocess(self._decode(Z_cf_tilde), X_model, C)
-            Y_cf = self._predict(X_cf_tilde)
-            R_tilde = self._reward(Y_cf, Y_t)
+        return {"idxs": idxs, "targets": targets, "conds": conds, "Y_t": Y_t, "Z_cf_tilde": Z_cf_tilde,
+                "X_cf_tilde": X_cf_tilde}
+
+    def _predict_no_grad(self, X: Any) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread, and the pipelined call runs in a worker
+            return self._predict(X)
+
+    def _store(self, fs: dict[str, Any], chunk: dict[str, Any], Y_cf: torch.Tensor) -> list[torch.Tensor]:
+        """Rewards of a collected chunk from the black box's labels ``Y_cf``; stores its transitions."""
+        idxs, targets, conds, Z_cf_tilde = chunk["idxs"], chunk["targets"], chunk["conds"], chunk["Z_cf_tilde"]
+        with torch.no_grad():
+            R_tilde = self._reward(Y_cf, chunk["Y_t"])
         reached = Y_cf.argmax(1) if self._relabel_ok() else None
         rewards, start = [], 0
         for i, t, c in zip(idxs, targets, conds):
@@ -1035,13 +1084,21 @@ class CounterfactualRL:
         Cs = self._validate_condition(C, n)
         out: dict[str, list] = {"Y_m": [], "X_cf": [], "Y_m_cf": []}
         starts = range(0, n, batch_size)
-        for s in tqdm(starts, disable=not self.progress or len(starts) < 2, desc="CFRL explain"):
-            sl = slice(s, s + batch_size)
-            res = self._counterfactual(X[sl], T[sl], None if Cs is None else Cs[sl])
-            for k in out:
-                out[k].append(res[k])
+        # pipelined: a worker labels batch i's counterfactuals while batch i + 1's originals are labelled here
+        pool = ThreadPoolExecutor(1, thread_name_prefix="xrl-predictor") if self._pipelined(explain=True) else None
+        try:
+            for s in tqdm(starts, disable=not self.progress or len(starts) < 2, desc="CFRL explain"):
+                sl = slice(s, s + batch_size)
+                res = self._counterfactual(X[sl], T[sl], None if Cs is None else Cs[sl])
+                out["Y_m"].append(res["Y_m"])
+                out["X_cf"].append(res["X_cf"])
+                out["Y_m_cf"].append(pool.submit(self._predict_no_grad, res["X_cf"]) if pool is not None
+                                     else self._predict_no_grad(res["X_cf"]))
+            Y_m_cf = torch.cat([y.result() if pool is not None else y for y in out["Y_m_cf"]])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         Y_m = torch.cat(out["Y_m"])
-        Y_m_cf = torch.cat(out["Y_m_cf"])
         X_cf = out["X_cf"]
         X_cf = (np.concatenate([_to_numpy(x) for x in X_cf]) if not isinstance(X_cf[0], (list, tuple))
                 else [np.concatenate([_to_numpy(x[j]) for x in X_cf]) for j in range(len(X_cf[0]))])
@@ -1062,7 +1119,7 @@ class CounterfactualRL:
             Z = self._encode(X_model)
             Z_cf = p["actor"](self._state(Z, self._labels(Y_m), Y_t, C))
             X_cf = self._postprocess(self._decode(Z_cf), X_model, C)
-        return {"Y_m": Y_m, "X_cf": X_cf, "Y_m_cf": self._predict(X_cf)}
+        return {"Y_m": Y_m, "X_cf": X_cf}
 
     # ------------------------------------------------------------------------------------------------- save / load
     _NETS = ("encoder", "decoder", "actor", "critic")
