@@ -447,7 +447,7 @@ def test_update_every_batches_black_box_calls_without_changing_the_samples(digit
     calls_chunked = dict(calls)
     calls.update(n=0, rows=0)
     one = _OneStepCollection(counting, enc, dec, **kw).fit(X)
-    prepare_calls = -(-len(X) // 1000)  # the training set's labels, once
+    prepare_calls = -(-len(X) // 64)  # the training set's labels, once, in batches
     assert calls["n"] - prepare_calls == 90
     # exploration + the first update come after steps 0..11 (update_after=10 -> first update at step 20): chunks
     # end at steps 20, 30, ..., 80 and at train_steps
@@ -498,11 +498,17 @@ def test_pipelined_fit_is_deterministic_resumable_and_replays_earlier_steps_only
 def test_pipelined_black_box_errors_reach_the_caller(digits, digits_models):
     X, _ = digits
     predict = numpy_predictor(digits_models[0])
-    # the training set is labelled in chunks of 1000 rows; batches of 64 rows are labelled in the worker
-    bad_batches = make(digits_models, steps=30, predictor=lambda x: predict(x)[:3] if len(x) == 64 else predict(x))
-    with pytest.raises(ValueError, match="predictor: returned 3 row"):
-        bad_batches.fit(X)
     calls = {"n": 0}
+    step_15 = -(-len(X) // 64) + 15  # after labelling the training set; updates (and the worker) start at step 11
+
+    def bad_step_15(x):
+        calls["n"] += 1
+        return predict(x)[:3] if calls["n"] == step_15 else predict(x)
+
+    with pytest.raises(ValueError, match="predictor: returned 3 row"):
+        make(digits_models, steps=30, predictor=bad_step_15).fit(X)
+    assert calls["n"] == step_15
+    calls["n"] = 0
 
     def bad_counterfactuals(x):  # explain: originals first (this thread), then counterfactuals (the worker)
         calls["n"] += 1

