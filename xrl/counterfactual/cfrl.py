@@ -13,6 +13,8 @@ Differences from alibi's ``CounterfactualRL`` (same public API and ``DEFAULT_BAS
   replay buffer lives on the device and stores row indices instead of copies of ``X``; nothing leaves the device inside
   the loop unless a numpy black box, a numpy post-processing function or a callback asks for numpy;
 * a ``torch.nn.Module`` predictor is called on tensors directly (zero copies), still as a black box (no gradients);
+* a numpy black box is called in a worker thread, overlapped with the DDPG update (``fit``) or with the next batch
+  (``explain``): see ``pipeline``;
 * the consistency target is only computed when ``coeff_consistency != 0``;
 * unknown keyword arguments are errors (alibi logs a warning and ignores them);
 * saving writes safetensors + JSON (no dill/pickle) including optimizer state, RNG state and the replay buffer, so
