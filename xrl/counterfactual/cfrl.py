@@ -784,24 +784,23 @@ class CounterfactualRL:
         pool = ThreadPoolExecutor(1, thread_name_prefix="xrl-predictor") if self._pipelined() else None
         try:
             while self._step < p["train_steps"]:
-                n = self._chunk_length()
-                last = self._step + n - 1
-                chunk = self._collect(fs, n)
-                # Pipelining (update_every=1): the black box labels this step's counterfactuals in a worker thread
-                # while the step's update runs here on the transitions of earlier steps (the actor it changes only
-                # acts at the next step).
-                early = pool is not None and n == 1 and self._is_update_step(last) and len(fs["buffer"]) > 0
-                pending = pool.submit(self._predict_no_grad, chunk["X_cf_tilde"]) if early else None
-                if early:
-                    for i in range(p["update_every"]):
-                        self._update(fs, last, i)
-                Y_cf = pending.result() if early else self._predict_no_grad(chunk["X_cf_tilde"])
+                chunk = self._collect(fs, self._chunk_length())
+                # Pipelining (update_every=1, so one step per chunk): the black box labels this step's counterfactuals
+                # in a worker thread while the step's update runs here on the transitions of earlier steps (the actor
+                # it changes only acts at the next step).
+                overlap = pool is not None and self._is_update_step(self._step) and len(fs["buffer"]) > 0
+                if overlap:
+                    pending = pool.submit(self._predict_no_grad, chunk["X_cf_tilde"])
+                    self._update(fs, self._step, 0)
+                    Y_cf = pending.result()
+                else:
+                    Y_cf = self._predict_no_grad(chunk["X_cf_tilde"])
                 rewards = self._store(fs, chunk, Y_cf)
                 for r in rewards:
                     reward_sum += r.mean()
                     reward_n += 1
                     step = self._step
-                    if self._is_update_step(step) and not early:
+                    if self._is_update_step(step) and not overlap:
                         for i in range(p["update_every"]):
                             self._update(fs, step, i)
                     self._step += 1
