@@ -485,6 +485,13 @@ def test_pipelined_fit_is_deterministic_resumable_and_replays_earlier_steps_only
     differs = any((a - b).abs().max() > 1e-6 for a, b in zip(runs[0].params["actor"].parameters(),
                                                                plain.params["actor"].parameters()))
     assert differs  # pipelining changes what an update replays, so the runs are not identical
+    targets = np.arange(130) % 10
+    overlapped = runs[0].explain(X[:130], targets, batch_size=20)  # 7 batches, the last one short
+    runs[0].pipeline = False
+    in_order = runs[0].explain(X[:130], targets, batch_size=20)
+    for key in ("orig", "cf"):
+        np.testing.assert_array_equal(overlapped.data[key]["class"], in_order.data[key]["class"])
+        np.testing.assert_array_equal(overlapped.data[key]["X"], in_order.data[key]["X"])
     part = make(digits_models, steps=25, seed=4, predictor=predict).fit(X)
     part.save(tmp_path / "ckpt")
     resumed = CounterfactualRL.load(tmp_path / "ckpt", predict, encoder=digits_models[1], decoder=digits_models[2],
