@@ -498,7 +498,7 @@ def test_pipelined_fit_is_deterministic_resumable_and_replays_earlier_steps_only
                                     train_steps=60)
     assert resumed.pipeline is None
     resumed.fit(X)
-    for (k, a), (_, b) in zip(runs[0].params["actor"].state_dict().items(), resumed.params["actor"].state_dict().items()):
+    for (k, a), (_, b) in zip(*(r.params["actor"].state_dict().items() for r in (runs[0], resumed))):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"actor.{k}")
 
 
