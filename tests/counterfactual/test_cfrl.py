@@ -485,6 +485,8 @@ def test_pipelined_fit_is_deterministic_resumable_and_replays_earlier_steps_only
     differs = any((a - b).abs().max() > 1e-6 for a, b in zip(runs[0].params["actor"].parameters(),
                                                                plain.params["actor"].parameters()))
     assert differs  # pipelining changes what an update replays, so the runs are not identical
+    # ... but not the training set's labels, which two threads compute in order
+    assert torch.equal(runs[0]._fit_state["data"]["Y_m"], plain._fit_state["data"]["Y_m"])
     targets = np.arange(130) % 10
     overlapped = runs[0].explain(X[:130], targets, batch_size=20)  # 7 batches, the last one short
     runs[0].pipeline = False
