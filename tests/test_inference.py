@@ -22,7 +22,7 @@ def test_matches_eager_for_every_batch_size():
         out = fast(x)
         assert out.shape == (n, 10) and not out.requires_grad
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
-    assert fast.status == "optimized"
+    assert fast.status == "optimized, rewritten: pool_before_relu x2"  # xrl._rewrite swapped both ReLU/pool pairs
 
 
 def test_concurrent_calls_from_threads_give_eval_mode_outputs():
@@ -118,6 +118,44 @@ def test_upsampling_decoder_runs_channels_last_not_traced():
     fast = InferenceModule(dec)
     z = torch.rand(30, 8)
     out = fast(z)
-    assert fast.status == "channels-last eager"
+    assert fast.status == "channels-last eager, rewritten: fold_upsample_into_conv x3"
     with torch.no_grad():
         torch.testing.assert_close(out, dec.eval()(z), rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_call_is_safe_from_threads():
+    torch.manual_seed(4)
+    dec = MNISTDecoder(8).eval()
+    call = ChannelsLastCall(dec)
+    zs = [torch.rand(n, 8) for n in (12, 5) * 8]
+    with torch.no_grad():
+        refs = [dec(z) for z in zs]
+        with ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(call, zs))
+    for out, ref in zip(outs, refs):
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert call.rewrites == {"fold_upsample_into_conv": 3}
+    assert all(p.is_contiguous() for p in dec.parameters())
+
+
+class Noisy(nn.Module):
+    """Not a function of its input: the private copy cannot match it, so the module itself must run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + torch.rand(1)
+
+
+def test_channels_last_call_runs_the_module_when_its_copy_disagrees():
+    m = Noisy().eval()
+    call = ChannelsLastCall(m)
+    x = torch.rand(3, 1, 6, 6)
+    call(x)
+    assert not call.enabled
+    torch.manual_seed(5)
+    out = call(x)
+    torch.manual_seed(5)
+    assert torch.equal(out, m(x))
