@@ -531,6 +531,51 @@ def test_pipelined_black_box_errors_reach_the_caller(digits, digits_models):
         make(digits_models, pipeline="yes")
 
 
+class WrongRowsAfter(torch.nn.Module):
+    """A module black box that returns 3 rows from its ``n``-th call on."""
+
+    def __init__(self, clf: torch.nn.Module, n: int) -> None:
+        super().__init__()
+        self.clf, self.n, self.calls = clf, n, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.clf(x)[:3] if self.calls >= self.n else self.clf(x)
+
+
+@pytest.fixture
+def two_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_module_explain_in_two_threads_equals_one_thread(digits, digits_models, two_torch_threads):
+    X, _ = digits
+    cf = make(digits_models, steps=150, seed=4).fit(X)
+    assert cf._explain_workers(5) == 2 and cf._explain_workers(1) == 1
+    clf = digits_models[0].train()  # the threads must see eval mode, and the caller's mode comes back
+    targets = random_targets(np.arange(437) % 10, seed=1)
+    try:
+        par = cf.explain(X[:437], targets, batch_size=50)  # 9 batches, the last one short
+        assert clf.training
+        cf.pipeline = False
+        seq = cf.explain(X[:437], targets, batch_size=50)
+    finally:
+        cf.pipeline = None
+        clf.eval()
+    for key in ("X", "class"):
+        np.testing.assert_array_equal(par.data["cf"][key], seq.data["cf"][key])
+    np.testing.assert_array_equal(par.data["orig"]["class"], seq.data["orig"]["class"])
+    assert torch.get_num_threads() == 2
+    cf.optimize_inference = False  # eager calls: a trace would bake the call counter's branch in
+    cf.reset_predictor(WrongRowsAfter(clf, n=7))
+    with pytest.raises(ValueError, match="predictor: returned 3 row"):
+        cf.explain(X[:437], targets, batch_size=50)
+    assert torch.get_num_threads() == 2
+
+
 def test_lr_decay_is_linear_saved_and_validated(digits, digits_models, tmp_path):
     X, _ = digits
     cf = make(digits_models, steps=100, seed=1, lr_decay=0.1, lr_actor=2e-3).fit(X)
