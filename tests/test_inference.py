@@ -159,3 +159,15 @@ def test_channels_last_call_runs_the_module_when_its_copy_disagrees():
     out = call(x)
     torch.manual_seed(5)
     assert torch.equal(out, m(x))
+
+
+def test_channels_last_call_runs_the_module_after_a_layer_is_replaced():
+    torch.manual_seed(6)
+    dec = MNISTDecoder(8).eval()
+    call = ChannelsLastCall(dec)
+    z = torch.rand(4, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(call(z), dec(z), rtol=1e-5, atol=1e-6)
+        dec.conv4 = nn.Conv2d(16, 1, 5, padding=2)  # a new layer of another shape: the private copy no longer fits
+        torch.testing.assert_close(call(z), dec(z))
+    assert not call.enabled

@@ -75,7 +75,7 @@ class InferenceModule:
         self.status = "eager (not traced yet)" if enabled else "eager (disabled)"
         self._graph, self.rewrites = rewrite_for_inference(module) if enabled else (module, {})
         self._channels_last = None
-        if any(isinstance(m, (nn.Upsample, PhaseConv2d)) for m in self._graph.modules()):
+        if enabled and any(isinstance(m, (nn.Upsample, PhaseConv2d)) for m in self._graph.modules()):
             # oneDNN's optimized graph leaves upsampling outside and converts layouts around it: for seed 000's decoder
             # 12.9 ms per 100 vs 5.6 ms for eager with channels-last weights (19 ms plain eager); with the upsampling
             # folded into the convolutions: 3.4 ms optimized vs 3.0 ms channels-last eager
@@ -177,14 +177,19 @@ class ChannelsLastCall:
                 p.data = p.data.contiguous(memory_format=torch.channels_last)
         self._run, self.rewrites = rewrite_for_inference(self._copy)
 
-    def _sync(self) -> None:
-        """Copy the module's current parameters and buffers into the private copy."""
+    def _sync(self) -> bool:
+        """Copy the module's current parameters and buffers into the private copy; False if they no longer fit it
+        (a submodule or parameter was replaced by one of another shape)."""
+        mine = dict(self._copy.named_parameters()) | dict(self._copy.named_buffers())
+        theirs = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
+        if mine.keys() != theirs.keys() or any(mine[k].shape != t.shape for k, t in theirs.items()):
+            return False
         with torch.no_grad():
-            mine = dict(self._copy.named_parameters()) | dict(self._copy.named_buffers())
-            for name, t in [*self.module.named_parameters(), *self.module.named_buffers()]:
+            for name, t in theirs.items():
                 mine[name].copy_(t)
             refresh(self._run)
         self._verified = False
+        return True
 
     def __call__(self, x: Any) -> Any:
         if (not self.enabled or self._run is None or self.module.training or not isinstance(x, torch.Tensor)
@@ -194,7 +199,9 @@ class ChannelsLastCall:
         if key != self._key or not self._verified:
             with self._lock:
                 if key != self._key:
-                    self._sync()
+                    if not self._sync():
+                        self.enabled = False
+                        return self.module(x)
                     self._key = key
                 if not self._verified:
                     out = self._run(x)

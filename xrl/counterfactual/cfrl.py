@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -1153,12 +1154,20 @@ class CounterfactualRL:
         results: list[dict[str, Any] | None] = [None] * len(batches)
         bar = tqdm(total=len(batches), disable=not self.progress, desc="CFRL explain")
 
+        failed = threading.Event()
+
         def run(k: int) -> None:
             torch.set_num_threads(max(1, threads // workers))  # this thread's OpenMP team (restored globally below)
             for j in range(k, len(batches), workers):
+                if failed.is_set():  # the other thread raised: its error goes to the caller, stop here
+                    return
                 sl = slice(batches[j], batches[j] + batch_size)
-                res = self._counterfactual(X[sl], T[sl], None if Cs is None else Cs[sl])
-                res["Y_m_cf"] = self._predict_no_grad(res["X_cf"])
+                try:
+                    res = self._counterfactual(X[sl], T[sl], None if Cs is None else Cs[sl])
+                    res["Y_m_cf"] = self._predict_no_grad(res["X_cf"])
+                except BaseException:
+                    failed.set()
+                    raise
                 results[j] = res
                 bar.update(1)
 
