@@ -111,7 +111,8 @@ class InferenceModule:
     def __call__(self, x: torch.Tensor) -> Any:
         fast = self._fast
         if (fast is not None and self.enabled and not self.module.training and isinstance(x, torch.Tensor)
-                and x.device.type == "cpu" and len(x) in self._checked_sizes and self._key == _fingerprint(self.module)):
+                and x.device.type == "cpu" and len(x) in self._checked_sizes
+                and self._key == _fingerprint(self.module)):
             return fast(x)  # built and checked for this size, module in eval mode: nothing to toggle, no lock
         with self._lock:
             return self._call(x)

@@ -551,7 +551,7 @@ def two_torch_threads():
     torch.set_num_threads(before)
 
 
-def test_module_explain_in_two_threads_equals_one_thread(digits, digits_models, two_torch_threads):
+def test_explain_in_two_threads_equals_one_thread(digits, digits_models, two_torch_threads):
     X, _ = digits
     cf = make(digits_models, steps=150, seed=4).fit(X)
     assert cf._explain_workers(5) == 2 and cf._explain_workers(1) == 1
@@ -569,6 +569,12 @@ def test_module_explain_in_two_threads_equals_one_thread(digits, digits_models, 
         np.testing.assert_array_equal(par.data["cf"][key], seq.data["cf"][key])
     np.testing.assert_array_equal(par.data["orig"]["class"], seq.data["orig"]["class"])
     assert torch.get_num_threads() == 2
+    cf.reset_predictor(numpy_predictor(clf))  # numpy black boxes too
+    for pipeline in (None, False):
+        cf.pipeline = pipeline
+        e = cf.explain(X[:437], targets, batch_size=50)
+        np.testing.assert_allclose(e.data["cf"]["X"], seq.data["cf"]["X"], atol=1e-6)
+    cf.pipeline = None
     cf.optimize_inference = False  # eager calls: a trace would bake the call counter's branch in
     cf.reset_predictor(WrongRowsAfter(clf, n=7))
     with pytest.raises(ValueError, match="predictor: returned 3 row"):
