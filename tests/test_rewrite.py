@@ -106,9 +106,10 @@ def test_other_patterns_and_untraceable_modules_are_left_alone():
     assert rewrite_for_inference(m) == (m, {})  # bilinear, strided conv, shared upsampling: nothing applies
     d = DataDependent()
     assert rewrite_for_inference(d) == (d, {})  # symbolic tracing fails on the branch: the module itself
-    t = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(1, 1, 1)).train()
+    t = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)).train()
+    t[2].eval()
     rewrite_for_inference(t)
-    assert t.training  # traced in eval mode, training mode restored
+    assert t.training and t[0].training and not t[2].training  # traced in eval mode, each module's mode restored
 
 
 def test_single_channel_pixel_shuffle_of_channels_last_tensors():

@@ -1,4 +1,4 @@
-"""Exact graph rewrites that make frozen convolution nets cheaper to evaluate (used by ``xrl._inference``).
+"""Graph rewrites that keep a frozen convolution net's function and make it cheaper to evaluate (``xrl._inference``).
 
 Two patterns common in small CNNs and autoencoders, rewritten with ``torch.fx`` on a copy of the call graph (the
 user's module is never modified; the rewritten graph shares its parameters):
@@ -35,7 +35,7 @@ def _is_max_pool(gm: fx.GraphModule, node: fx.Node) -> bool:
         m = gm.get_submodule(node.target)
         return type(m) is nn.MaxPool2d and not m.return_indices
     return (node.op == "call_function" and node.target in _POOL_FUNCS
-            and not node.kwargs.get("return_indices", False) and len(node.args) <= 5)
+            and not node.kwargs.get("return_indices", False) and not (len(node.args) > 6 and node.args[6]))
 
 
 def pool_before_relu(gm: fx.GraphModule) -> int:
@@ -194,14 +194,15 @@ def rewrite_for_inference(module: nn.Module) -> tuple[nn.Module, dict[str, int]]
     for eval-mode calls only (a forward that reads ``self.training`` was traced with it False). ``torch.fx`` patches
     ``nn.Module.__call__`` while it traces, so call this before other threads run modules.
     """
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         gm = fx.symbolic_trace(module)
     except Exception:  # data-dependent control flow, unsupported Python: run the module as it is
         return module, {}
     finally:
-        module.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     done = {"pool_before_relu": pool_before_relu(gm), "fold_upsample_into_conv": fold_upsample_into_conv(gm)}
     done = {k: v for k, v in done.items() if v}
     if not done:

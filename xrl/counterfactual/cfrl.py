@@ -337,13 +337,14 @@ class _EvalMode:
         self.modules = [m for m in modules if isinstance(m, nn.Module)]
 
     def __enter__(self) -> None:
-        self.modes = [m.training for m in self.modules]
+        # every submodule's own mode, so that a user's mix (say a frozen BatchNorm in a training net) comes back
+        self.modes = [(sub, sub.training) for m in self.modules for sub in m.modules()]
         for m in self.modules:
             m.eval()
 
     def __exit__(self, *exc: Any) -> None:
-        for m, mode in zip(self.modules, self.modes):
-            m.train(mode)
+        for sub, mode in self.modes:
+            sub.training = mode
 
 
 # ----------------------------------------------------------------------------------------------------- explainer
