@@ -1159,7 +1159,6 @@ class CounterfactualRL:
         batches = list(starts)
         results: list[dict[str, Any] | None] = [None] * len(batches)
         bar = tqdm(total=len(batches), disable=not self.progress, desc="CFRL explain")
-
         failed = threading.Event()
 
         def run(k: int) -> None:
