@@ -149,12 +149,13 @@ class ChannelsLastCall:
     """``ChannelsLastCall(module)(x)`` == ``module(x)`` for an eval-mode module, gradients flowing to ``x`` only.
 
     For the frozen decoder in the actor update. oneDNN runs small convolutions and their backward passes much faster
-    on channels-last tensors, and a conv whose weight is channels-last returns channels-last activations, so the whole
-    net follows: measured 2x faster forward + backward for seed 000's MNIST decoder on CPU; with the graph rewrites of
-    ``xrl._rewrite`` (upsampling folded into the next convolution) 4x (31 -> 7.3 ms per 100 codes on 2 threads). It runs a private copy of the module with
-    channels-last weights (the module itself is never touched, and concurrent calls need no lock), refreshed when a
-    parameter of the module changes and checked against the module at the first call after; any mismatch, a
-    module in training mode, or a copy that cannot be made runs the module itself. CPU only.
+    on channels-last tensors, and a conv whose weight is channels-last returns channels-last activations, so the
+    whole net follows: measured 2x faster forward + backward for seed 000's MNIST decoder on CPU; with the graph
+    rewrites of ``xrl._rewrite`` (upsampling folded into the next convolution) 4x (31 -> 7.3 ms per 100 codes on 2
+    threads). It runs a private copy of the module with channels-last weights (the module itself is never touched,
+    and concurrent calls need no lock), refreshed when a parameter of the module changes and checked against the
+    module at the first call after; any mismatch, a module in training mode, or a copy that cannot be made runs the
+    module itself. CPU only.
     """
 
     def __init__(self, module: nn.Module, enabled: bool = True) -> None:
