@@ -1,4 +1,4 @@
-"""Exact graph rewrites: the rewritten graph computes the module's function, for every pattern variant it accepts."""
+"""Graph rewrites: the rewritten graph computes the module's function, for every pattern variant it accepts."""
 from __future__ import annotations
 
 import pytest

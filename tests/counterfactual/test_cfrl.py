@@ -401,7 +401,8 @@ def test_optimized_inference_gives_the_eager_counterfactuals(digits, digits_mode
     fast = make(digits_models, steps=60, seed=3).fit(X)
     eager = make(digits_models, steps=60, seed=3, optimize_inference=False).fit(X)
     assert eager._fast["predictor"].status == "eager (disabled)"
-    assert fast._fast["predictor"].status.startswith("optimized") and fast._fast["decoder"].status.startswith("optimized")
+    assert fast._fast["predictor"].status.startswith("optimized")
+    assert fast._fast["decoder"].status.startswith("optimized")
     a = fast.explain(X[:50], np.array([3])).data["cf"]["X"]
     b = eager.explain(X[:50], np.array([3])).data["cf"]["X"]
     np.testing.assert_allclose(a, b, atol=1e-4)
