@@ -62,7 +62,8 @@ class InferenceModule:
     """``InferenceModule(module)(x)`` == ``module.eval()(x)`` without gradients, faster where tracing is safe.
 
     ``enabled=False`` (or an unsupported module/input) always runs the eager module. ``status`` says which path is
-    in use and, after a fallback, why.
+    in use and, after a fallback, why. ``channels_last`` is the :class:`ChannelsLastCall` it runs for modules with
+    (folded) upsampling, else None.
     """
 
     def __init__(self, module: nn.Module, enabled: bool = True) -> None:
@@ -74,19 +75,19 @@ class InferenceModule:
         self._lock = threading.Lock()  # the train/eval toggle and the lazy build are not safe to interleave
         self.status = "eager (not traced yet)" if enabled else "eager (disabled)"
         self._graph, self.rewrites = rewrite_for_inference(module) if enabled else (module, {})
-        self._channels_last = None
+        self.channels_last = None
         if enabled and any(isinstance(m, (nn.Upsample, PhaseConv2d)) for m in self._graph.modules()):
             # oneDNN's optimized graph leaves upsampling outside and converts layouts around it: for seed 000's decoder
             # 12.9 ms per 100 vs 5.6 ms for eager with channels-last weights (19 ms plain eager); with the upsampling
             # folded into the convolutions: 3.4 ms optimized vs 3.0 ms channels-last eager
-            self._channels_last = ChannelsLastCall(module)
+            self.channels_last = ChannelsLastCall(module)
 
     def _build(self, x: torch.Tensor) -> None:
         self._fast, self._checked_sizes = None, set()
         self._key = _fingerprint(self.module)
         done = ", rewritten: " + ", ".join(f"{k} x{v}" for k, v in self.rewrites.items()) if self.rewrites else ""
-        if self._channels_last is not None:
-            self._fast = self._channels_last
+        if self.channels_last is not None:
+            self._fast = self.channels_last
             self.status = "channels-last eager" + done
             return
         try:

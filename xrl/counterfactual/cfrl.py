@@ -506,7 +506,9 @@ class CounterfactualRL:
         self.params = params
         self._fast = {name: InferenceModule(params[name], optimize_inference) for name in ("encoder", "decoder")}
         self._fast["predictor"] = self._fast_predictor(predictor)
-        self._decoder_grad = ChannelsLastCall(params["decoder"], optimize_inference)
+        # one private channels-last copy of the decoder serves both its no-grad passes and the actor update's
+        self._decoder_grad = (self._fast["decoder"].channels_last
+                              or ChannelsLastCall(params["decoder"], optimize_inference))
         self.meta: dict[str, Any] = {"name": self.name, "type": ["blackbox"], "explanations": ["local"],
                                      "params": self._serializable_params()}
         # Learned / derived state (set by fit or load).
