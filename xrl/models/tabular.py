@@ -8,6 +8,7 @@ followed by one logits head per categorical feature, in column order (alibi's co
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -162,5 +163,7 @@ def train_heae(model: HeAE, X: np.ndarray | torch.Tensor, n_num: int, cat_sizes:
         if not math.isfinite(mean):
             raise RuntimeError(f"train_heae: the loss became {mean} at epoch {epoch + 1}; lower lr")
         if cfg.log_every and ((epoch + 1) % cfg.log_every == 0 or epoch == 0):
-            print(f"HeAE epoch {epoch + 1}/{cfg.epochs} loss {mean:.4f} ({time.perf_counter() - t0:.1f}s)")
+            # stderr: stdout stays free for results (benchmarks print one JSON line there)
+            print(f"HeAE epoch {epoch + 1}/{cfg.epochs} loss {mean:.4f} ({time.perf_counter() - t0:.1f}s)",
+                  file=sys.stderr)
     return model.eval()
