@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """No-gradient passes of seed 000's networks: eager vs torch's traced oneDNN graph vs xrl's ``InferenceModule``
-(graph rewrites of ``xrl._rewrite`` + the traced graph, or a channels-last copy for decoders); prints ONE JSON line.
+(graph rewrites of ``xrl._rewrite`` + the traced graph, or a channels-last copy for decoders), with and without the
+compiled conv + max-pool kernel of ``xrl._kernels``; prints ONE JSON line.
 
 Milliseconds per batch of 100 (best of --repeats timed loops, after warm-up), for 1 and 2 torch threads, and the
 largest absolute difference to eager. Weights: the example's cached MNIST classifier / autoencoder when present
@@ -18,6 +19,7 @@ import warnings
 import torch
 from torch import nn
 
+from xrl import _kernels
 from xrl._inference import InferenceModule
 from xrl.datasets import data_home
 from xrl.io import load_tensors
@@ -63,21 +65,26 @@ def main() -> None:
     torch.manual_seed(0)
     inputs = {"classifier": torch.rand(100, 1, 28, 28), "encoder": torch.rand(100, 1, 28, 28),
               "decoder": torch.rand(100, 64) * 2 - 1}
-    res: dict = {"bench": "xrl inference rewrites", "torch": torch.__version__, "weights": source, "results": {}}
+    _kernels.available()  # build the kernels now, so that the status below is final
+    res: dict = {"bench": "xrl inference rewrites", "torch": torch.__version__, "weights": source,
+                 "kernels": _kernels.status, "results": {}}
     with torch.no_grad():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for name, net in nets.items():
                 x = inputs[name]
-                fast = InferenceModule(net)
-                fast(x), fast(x[:49])  # build and check, as at the first calls of an explainer
+                fast, plain = InferenceModule(net), InferenceModule(net, kernels=False)
+                for m in (fast, plain):
+                    m(x), m(x[:49])  # build and check, as at the first calls of an explainer
                 ref = net(x)
                 row = {"eager_ms": ms_per_call(net, x, args.repeats),
                        "traced_ms": ms_per_call(traced(net, x), x, args.repeats),
+                       "xrl_no_kernels_ms": ms_per_call(plain, x, args.repeats),
                        "xrl_ms": ms_per_call(fast, x, args.repeats),
                        "xrl_status": fast.status,
                        "xrl_max_abs_diff": float((fast(x) - ref).abs().max())}
                 row["xrl_vs_traced"] = round(row["traced_ms"] / row["xrl_ms"], 2)
+                row["kernels_speedup"] = round(row["xrl_no_kernels_ms"] / row["xrl_ms"], 2)
                 res["results"][f"{name}_{threads}_threads"] = row
     print(json.dumps(res))
 

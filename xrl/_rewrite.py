@@ -9,6 +9,9 @@ user's module is never modified; the rewritten graph shares its parameters):
   a convolution over a nearest-upsampled image is a small convolution over the original image whose taps are sums of
   the original taps, so the upsampled image is never built. Same function; sums of weights round differently (seed
   000's decoder: outputs within 1e-6, 2x faster).
+* ``[relu](max_pool2d(conv2d(x)))`` -> one :class:`ConvPool2d` call of the compiled kernel ``xrl._kernels``
+  (opt-in, no-gradient passes only; conv stride 1, pooling kernel = stride, output channels a multiple of 8): the
+  convolution output is never written out (seed 000's classifier: 18 -> 14 ms per 100 images on one thread).
 
 Anything the tracer or a pattern check does not understand is left as it was.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from . import _kernels
 
 _RELU_FUNCS = {F.relu, torch.relu, torch.relu_}
 _POOL_FUNCS = {F.max_pool2d, torch.max_pool2d}
@@ -187,8 +192,93 @@ def fold_upsample_into_conv(gm: fx.GraphModule) -> int:
     return count
 
 
-def rewrite_for_inference(module: nn.Module) -> tuple[nn.Module, dict[str, int]]:
+class ConvPool2d(nn.Module):
+    """``max_pool2d(conv(x), pool)`` (then ReLU if ``relu``) in one pass of the compiled kernel (``xrl._kernels``) for
+    CPU float32 inputs; anything else runs torch's ops. No gradients: for frozen-network inference only.
+    :meth:`refresh` re-packs the weights after ``conv`` changed (``xrl._inference`` calls it)."""
+
+    def __init__(self, conv: nn.Conv2d, pool: int, relu: bool) -> None:
+        super().__init__()
+        object.__setattr__(self, "source", conv)  # a reference, not a submodule: the graph no longer calls it
+        self.pool, self.relu = pool, relu
+        self.register_buffer("weight", None)
+        self.register_buffer("bias", None)
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        conv = self.source
+        self.weight = _kernels.pack_weight(conv.weight)
+        self.bias = (conv.bias.detach().float().clone() if conv.bias is not None
+                     else conv.weight.new_zeros(conv.out_channels, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.source
+        if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_grad_enabled():
+            (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+            return _kernels.conv_pool2d(x, self.weight, self.bias, kh, kw, ph, pw, self.pool, self.relu)
+        return _kernels.reference(x, conv.weight, conv.bias, conv.padding, self.pool, self.relu)
+
+
+def _pool_size(gm: fx.GraphModule, node: fx.Node) -> int | None:
+    """The kernel size of a max-pooling node whose stride equals its kernel (no padding, dilation or ceil mode)."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if len(node.args) != 1 or node.kwargs:
+            return None
+        k, stride, pad, dil, ceil = m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+    else:
+        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+        given = dict(zip(names, node.args[1:])) | dict(node.kwargs)
+        if set(given) - set(names) or "kernel_size" not in given:
+            return None
+        k = given["kernel_size"]
+        stride, pad, dil, ceil = (given.get("stride"), given.get("padding", 0), given.get("dilation", 1),
+                                  given.get("ceil_mode", False))
+        stride = k if stride is None or stride == [] or stride == () else stride
+
+    def one(v):  # an int, or a pair of equal ints
+        if isinstance(v, (tuple, list)):
+            return v[0] if len(v) == 2 and v[0] == v[1] and isinstance(v[0], int) else None
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    k, stride, pad, dil = one(k), one(stride), one(pad), one(dil)
+    if k is None or k < 1 or stride != k or pad != 0 or dil != 1 or ceil is not False:
+        return None
+    return k
+
+
+def fuse_conv_pool(gm: fx.GraphModule) -> int:
+    """Replace every ``Conv2d -> max_pool2d [-> relu]`` chain (each result feeding only the next) that the compiled
+    kernel supports by a :class:`ConvPool2d`; returns the count."""
+    count = 0
+    for pool_node in list(gm.graph.nodes):
+        if not _is_max_pool(gm, pool_node) or not pool_node.args or not isinstance(pool_node.args[0], fx.Node):
+            continue
+        conv_node = pool_node.args[0]
+        conv = _foldable_conv(gm, conv_node)
+        size = _pool_size(gm, pool_node)
+        if (conv is None or size is None or len(conv_node.users) != 1 or not isinstance(conv_node.args[0], fx.Node)
+                or not _kernels.supported(conv.in_channels, conv.out_channels)):
+            continue
+        users = list(pool_node.users)
+        relu = users[0] if len(users) == 1 and _is_relu(gm, users[0]) else None
+        last = relu or pool_node
+        name = f"_xrl_conv_pool_{count}"
+        gm.add_submodule(name, ConvPool2d(conv, size, relu is not None))
+        with gm.graph.inserting_before(conv_node):
+            new = gm.graph.call_module(name, (conv_node.args[0],))
+        last.replace_all_uses_with(new)
+        for node in (relu, pool_node, conv_node):
+            if node is not None:
+                gm.graph.erase_node(node)
+        count += 1
+    return count
+
+
+def rewrite_for_inference(module: nn.Module, fuse_kernels: bool = False) -> tuple[nn.Module, dict[str, int]]:
     """A rewritten graph of ``module`` in eval mode (sharing its parameters) and how many of each rewrite it got.
+    ``fuse_kernels`` also applies :func:`fuse_conv_pool` when the compiled kernels are available (no-gradient use).
 
     Returns ``(module, {})`` when the module cannot be traced symbolically or nothing applies. The graph is valid
     for eval-mode calls only (a forward that reads ``self.training`` was traced with it False). ``torch.fx`` patches
@@ -204,6 +294,8 @@ def rewrite_for_inference(module: nn.Module) -> tuple[nn.Module, dict[str, int]]
         for m, mode in modes:
             m.training = mode
     done = {"pool_before_relu": pool_before_relu(gm), "fold_upsample_into_conv": fold_upsample_into_conv(gm)}
+    if fuse_kernels and _kernels.available():
+        done["fuse_conv_pool"] = fuse_conv_pool(gm)
     done = {k: v for k, v in done.items() if v}
     if not done:
         return module, {}
@@ -214,7 +306,8 @@ def rewrite_for_inference(module: nn.Module) -> tuple[nn.Module, dict[str, int]]
 
 
 def refresh(module: nn.Module) -> None:
-    """Re-derive the weights of every :class:`PhaseConv2d` in ``module`` from their source convolutions."""
+    """Re-derive the weights of every :class:`PhaseConv2d` and :class:`ConvPool2d` in ``module`` from their source
+    convolutions."""
     for m in module.modules():
-        if isinstance(m, PhaseConv2d):
+        if isinstance(m, (PhaseConv2d, ConvPool2d)):
             m.refresh()
