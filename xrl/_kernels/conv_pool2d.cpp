@@ -28,6 +28,10 @@ static void run(const float *__restrict__ x, const float *__restrict__ w, const 
     const int K = KH * KW * Cin, CB = COB * 8;
     std::vector<float> buf((size_t)HB * WB * Cin), row((size_t)XC * CB);
     std::vector<int> off(K);
+    std::vector<float> wb((size_t)K * Cout);  // weights regrouped per block of CB output channels: contiguous streams
+    for (int cb = 0; cb < Cout; cb += CB)
+        for (int k = 0; k < K; ++k)
+            memcpy(&wb[(size_t)cb * K + (size_t)k * CB], w + (size_t)k * Cout + cb, sizeof(float) * CB);
     for (int ky = 0, k = 0; ky < KH; ++ky)
         for (int kx = 0; kx < KW; ++kx)
             for (int ci = 0; ci < Cin; ++ci, ++k) off[k] = (ky * WB + kx) * Cin + ci;
@@ -52,8 +56,8 @@ static void run(const float *__restrict__ x, const float *__restrict__ w, const 
                         for (int r = 0; r < R; ++r)
                             for (int j = 0; j < COB; ++j) acc[r][j] = bias[j];
                         const float *s = src + (size_t)x0 * Cin;
-                        const float *wk = w + cb;
-                        for (int k = 0; k < K; ++k, wk += Cout) {
+                        const float *wk = &wb[(size_t)cb * K];
+                        for (int k = 0; k < K; ++k, wk += CB) {
                             v8 wv[COB];
                             for (int j = 0; j < COB; ++j) { wv[j] = ld(wk + 8 * j); PIN(wv[j]); }
                             const float *sk = s + off[k];
