@@ -72,12 +72,36 @@ def test_conv_pool2d_same_bits_on_any_thread_count_and_empty_outputs():
 
 
 @needs_kernels
+def test_conv_pool2d_propagates_nan_and_inf_like_torch():
+    torch.manual_seed(4)
+    conv = nn.Conv2d(2, 8, 2, padding=1)
+    x = torch.randn(3, 2, 9, 9)
+    x[0, 0, 2, 3], x[1, 1, 5, 5], x[2, 0, 0, 0] = float("nan"), float("inf"), -float("inf")
+    for relu in (True, False):
+        with torch.no_grad():
+            ref = _kernels.reference(x, conv.weight, conv.bias, conv.padding, 2, relu)
+            out = _fused(x, conv, 2, relu)
+        assert ref.isnan().any() and torch.equal(out.isnan(), ref.isnan())
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5, equal_nan=True)
+    big = torch.full((1, 1, 4, 4), 3e38)  # conv sums overflow to +inf: ReLU keeps it (not NaN)
+    conv1 = nn.Conv2d(1, 8, 2)
+    with torch.no_grad():
+        conv1.weight.fill_(1.0), conv1.bias.zero_()
+        assert torch.equal(_fused(big, conv1, 2, True), _kernels.reference(big, conv1.weight, conv1.bias, (0, 0), 2,
+                                                                           True))
+
+
+@needs_kernels
 def test_conv_pool2d_rejects_a_weight_that_does_not_fit():
     x = torch.randn(2, 3, 8, 8)
     with pytest.raises(ValueError, match="packed weight"):
         _kernels.conv_pool2d(x, torch.randn(4 * 5, 16), torch.zeros(16), 2, 2, 0, 0, 2, False)  # made for Cin=5
     with pytest.raises(ValueError, match="multiple of 8"):
         _kernels.conv_pool2d(x, torch.randn(4 * 3, 10), torch.zeros(10), 2, 2, 0, 0, 2, False)
+    with pytest.raises(ValueError, match="CPU float32"):
+        _kernels.conv_pool2d(x.double(), torch.randn(4 * 3, 16), torch.zeros(16), 2, 2, 0, 0, 2, False)
+    with pytest.raises(ValueError, match="bias"):
+        _kernels.conv_pool2d(x, torch.randn(4 * 3, 16), torch.zeros(8), 2, 2, 0, 0, 2, False)
 
 
 class Blocks(nn.Module):

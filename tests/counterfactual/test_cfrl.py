@@ -6,7 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from xrl import _kernels
 from xrl.counterfactual import (DEFAULT_BASE_PARAMS, Callback, CounterfactualRL, CSVLogger, JSONLLogger,
                                 NormalActionNoise, Postprocessing, ReplayBuffer, get_classification_reward,
                                 get_hard_distribution)
@@ -550,6 +553,41 @@ def two_torch_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+def _digits_cnn(X: np.ndarray, y: np.ndarray) -> nn.Module:
+    """conv -> ReLU -> pool twice, then a linear layer: the pattern xrl._kernels fuses (8x8 digits, ~97% train acc.)."""
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 8, 2, padding=1),
+                        nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 2 * 2, 10))
+    opt = torch.optim.Adam(cnn.parameters(), 1e-2)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(cnn(Xt), yt).backward()
+        opt.step()
+    return cnn.eval()
+
+
+def test_explain_with_a_cnn_black_box_is_the_same_in_one_or_two_threads(digits, digits_models, two_torch_threads):
+    X, y = digits
+    cnn = _digits_cnn(X, y)
+    with torch.no_grad():
+        eager = cnn(torch.from_numpy(X[:437])).argmax(1).numpy()
+    assert (eager == y[:437]).mean() > 0.9
+    cf = make((cnn, *digits_models[1:]), steps=100, seed=5).fit(X)
+    fused = "fuse_conv_pool x2" in cf._fast["predictor"].status
+    assert fused == _kernels.available()
+    targets = random_targets(eager, seed=2)
+    par = cf.explain(X[:437], targets, batch_size=50)  # two threads, one torch thread each
+    cf.pipeline = False
+    try:
+        seq = cf.explain(X[:437], targets, batch_size=50)  # one thread, the kernel splits images over two
+    finally:
+        cf.pipeline = None
+    np.testing.assert_array_equal(par.data["cf"]["X"], seq.data["cf"]["X"])
+    np.testing.assert_array_equal(par.data["cf"]["class"], seq.data["cf"]["class"])
+    assert (par.data["orig"]["class"][:, 0] == eager).mean() > 0.99  # the fused classifier's labels are the eager's
 
 
 def test_explain_in_two_threads_equals_one_thread(digits, digits_models, two_torch_threads):

@@ -10,7 +10,7 @@ typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4)));
 static inline v8 ld(const float *p) { return *(const v8u *)p; }
 static inline void st(float *p, v8 v) { *(v8u *)p = v; }
-static inline v8 vmax(v8 a, v8 b) { return a > b ? a : b; }
+static inline v8 vmax(v8 a, v8 b) { return (a > b) | (a != a) ? a : b; }  // NaN-propagating, as torch's max
 #if defined(__x86_64__) && defined(__AVX__)
 #define PIN(v) __asm__("" : "+x"(v))  // keep weights in registers: folding their loads into the FMAs costs loads
 #else
@@ -78,7 +78,7 @@ static void run(const float *__restrict__ x, const float *__restrict__ w, const 
                     for (int j = 0; j < COB; ++j) {
                         v8 m = ld(&row[(size_t)ox * P * CB + j * 8]);
                         for (int px = 1; px < P; ++px) m = vmax(m, ld(&row[((size_t)ox * P + px) * CB + j * 8]));
-                        if (relu) m = vmax(m, m - m);
+                        if (relu) m = vmax(m, v8{});  // (m - m would be NaN for an infinite m)
                         st(oi + ((size_t)oy * WO + ox) * Cout + cb + j * 8, m);
                     }
             }
