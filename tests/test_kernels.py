@@ -75,9 +75,13 @@ def test_conv_pool2d_same_bits_on_any_thread_count_and_empty_outputs():
 def test_conv_pool2d_propagates_nan_and_inf_like_torch():
     torch.manual_seed(4)
     conv = nn.Conv2d(2, 8, 2, padding=1)
-    x = torch.randn(3, 2, 9, 9)
+    x = torch.randn(4, 2, 9, 9)  # the last image is finite: it takes the fast path, the others the NaN-safe one
     x[0, 0, 2, 3], x[1, 1, 5, 5], x[2, 0, 0, 0] = float("nan"), float("inf"), -float("inf")
-    for relu in (True, False):
+    for relu, nan_weight in ((True, False), (False, False), (True, True)):
+        if nan_weight:  # a non-finite weight sends every image down the NaN-safe path
+            with torch.no_grad():
+                conv.weight[3, 1, 0, 0] = float("nan")
+            x = x[3:]
         with torch.no_grad():
             ref = _kernels.reference(x, conv.weight, conv.bias, conv.padding, 2, relu)
             out = _fused(x, conv, 2, relu)
