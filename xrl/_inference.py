@@ -16,7 +16,8 @@ The optimized copy is only ever used when it is safe:
 Before tracing, the module's graph gets exact rewrites (``xrl._rewrite``: ReLU after max-pooling, nearest upsampling
 folded into the next convolution): seed 000's classifier 12.0 -> 10.7 ms per 100 images, its decoder 5.8 -> 3.0 ms;
 then convolution + max-pooling (+ ReLU) pairs become one call of the compiled kernel of ``xrl._kernels`` when it is
-available (classifier 22 -> 15 ms on one thread, 13 -> 10 ms on two; ``bench/inference.py``).
+available (seed 000's classifier 18.4 -> 13.3 ms per 100 images on one thread, 10.1 -> 6.8 ms on two;
+``bench/inference.py``).
 ``torch.fx`` traces symbolically once, when the wrapper is built (it patches ``nn.Module.__call__`` meanwhile, so not
 while worker threads run modules); a weight change later only re-derives the folded weights.
 
