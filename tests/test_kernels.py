@@ -208,3 +208,15 @@ def test_disabled_or_unbuildable_kernels_fall_back_to_torch(tmp_path):
     out = _probe({"CXX": str(broken), "XRL_DATA_DIR": str(tmp_path / "cache")})
     assert out.startswith("False | unavailable (build failed") and "fuse_conv_pool" not in out
     assert not list((tmp_path / "cache" / "kernels").glob("*.so"))  # nothing half-written left behind
+
+
+def test_the_kernel_links_torchs_openmp_runtime_even_when_another_is_loaded():
+    import glob
+
+    import sklearn.neighbors  # noqa: F401 - scikit-learn loads its own libgomp copy
+
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    if "OpenMP" not in torch.__config__.parallel_info() or not glob.glob(os.path.join(torch_lib, "libgomp*")):
+        pytest.skip("this torch build does not bundle GNU OpenMP")
+    runtime = _kernels._openmp_runtime()
+    assert runtime is not None and os.path.dirname(runtime) == torch_lib

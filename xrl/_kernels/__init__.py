@@ -53,15 +53,20 @@ def _cpu_signature() -> str:
 
 
 def _openmp_runtime() -> str | None:
-    """The OpenMP runtime torch's CPU ops run on (Linux wheels: its bundled libgomp), if it is GNU OpenMP."""
+    """The GNU OpenMP runtime torch's CPU ops run on (Linux wheels bundle one in ``torch/lib``), else None. Other
+    packages may have loaded their own copy (scikit-learn does), so torch's directory is preferred."""
     if "OpenMP" not in torch.__config__.parallel_info():
         return None
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "/libgomp" in line}
+            paths = {p for p in (line.split()[-1] for line in f) if os.path.basename(p).startswith("libgomp")}
     except OSError:
         return None
-    return sorted(paths)[0] if len(paths) == 1 else None  # two runtimes already loaded: do not guess
+    torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+    own = sorted(p for p in paths if os.path.dirname(p) == torch_lib)
+    if own:
+        return own[0]
+    return next(iter(paths)) if len(paths) == 1 else None  # several and none of them torch's: do not guess
 
 
 def _build(cxx: str) -> Path:
