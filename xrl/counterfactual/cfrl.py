@@ -410,8 +410,9 @@ class CounterfactualRL:
         to fail, and without the sparsity pull the actor drifts away from the data.
     pipeline
         Run black-box calls in worker threads. ``explain`` (on a CPU with >= 2 torch threads): two threads explain
-        alternate batches start to end, each with half the torch threads (seed 000's networks, 2 cores: 1.11x the
-        images/s with the ``nn.Module`` black box, 1.30x with a numpy one over the pipelining below; the same bits);
+        alternate batches start to end, each with half the torch threads (seed 000's networks, 2 cores: 1.06-1.11x
+        the images/s with the ``nn.Module`` black box, 1.30x with a numpy one over the pipelining below; the same
+        bits);
         with one torch thread or on a GPU, a numpy black box labels batch ``i``'s counterfactuals in a worker while
         batch ``i + 1``'s originals are labelled here. ``fit`` (with ``update_every=1``): the step's update runs while
         a worker labels the step's counterfactuals, so each update replays the transitions of earlier steps only
@@ -1111,8 +1112,9 @@ class CounterfactualRL:
         T = self._validate_targets(Y_t, n)
         Cs = self._validate_condition(C, n)
         starts = range(0, n, batch_size)
-        batches = self._explain_parallel if self._explain_workers(len(starts)) > 1 else self._explain_sequential
-        out = batches(X, T, Cs, starts, batch_size)
+        workers = self._explain_workers(len(starts))
+        out = (self._explain_parallel(X, T, Cs, starts, batch_size, workers) if workers > 1
+               else self._explain_sequential(X, T, Cs, starts, batch_size))
         Y_m, Y_m_cf = torch.cat(out["Y_m"]), torch.cat(out["Y_m_cf"])
         X_cf = out["X_cf"]
         X_cf = (np.concatenate([_to_numpy(x) for x in X_cf]) if not isinstance(X_cf[0], (list, tuple))
@@ -1149,15 +1151,16 @@ class CounterfactualRL:
         """Threads that explain batches side by side: 2 on a CPU with >= 2 torch threads (unless ``pipeline=False``),
         each running its batches start to end with half the torch threads. Measured for seed 000's networks on 2
         cores, 1000 images: 1.11-1.12x the images/s of one thread pool over both cores with the ``nn.Module`` black
-        box (small ops and memory-bound layers scale poorly across cores within one batch), 1.30x the pipelined
-        sequential path with the classifier as a numpy black box; the same bits either way."""
+        box (small ops and memory-bound layers scale poorly across cores within one batch; 1.06x once the fused
+        conv + pool kernel of ``xrl._kernels`` removed most of the memory traffic), 1.30x the pipelined sequential
+        path with the classifier as a numpy black box; the same bits either way."""
         if batches < 2 or self.pipeline is False or self.device.type != "cpu" or torch.get_num_threads() < 2:
             return 1
         return 2
 
     def _explain_parallel(self, X: np.ndarray, T: torch.Tensor, Cs: torch.Tensor | None, starts: range,
-                          batch_size: int) -> dict[str, list]:
-        workers, threads = 2, torch.get_num_threads()
+                          batch_size: int, workers: int) -> dict[str, list]:
+        threads = torch.get_num_threads()
         batches = list(starts)
         results: list[dict[str, Any] | None] = [None] * len(batches)
         bar = tqdm(total=len(batches), disable=not self.progress, desc="CFRL explain")
