@@ -1,6 +1,8 @@
 """safetensors + JSON saving: atomic, strict, never unpickles."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -52,3 +54,101 @@ def test_strict_state_loading_names_the_problem():
 def test_json_handles_numpy(tmp_path):
     io.save_json(tmp_path / "c.json", {"x": np.float32(1.5), "y": np.arange(3), "z": np.int64(2)})
     assert io.load_json(tmp_path / "c.json") == {"x": 1.5, "y": [0, 1, 2], "z": 2}
+
+
+# ---- whole-directory transactions ------------------------------------------------------------------------------
+def _save_pair(directory, value, extra=True):
+    with io.atomic_directory(directory) as tmp:
+        io.save_tensors(tmp / "w.safetensors", {"w": torch.full((3,), float(value))})
+        io.save_json(tmp / "w.json", {"value": value})
+        if extra:
+            io.save_json(tmp / "state.json", {"value": value})
+
+
+def _read_pair(directory):
+    io.verify_directory(directory)
+    w = io.load_tensors(directory / "w.safetensors")["w"]
+    cfg = io.load_json(directory / "w.json")["value"]
+    assert float(w[0]) == cfg, "a mix of two saves"
+    return cfg
+
+
+def test_atomic_directory_writes_manifest_and_replaces(tmp_path):
+    d = tmp_path / "obj"
+    _save_pair(d, 1)
+    manifest = io.verify_directory(d)
+    assert set(manifest["files"]) == {"w.safetensors", "w.json", "state.json"}
+    _save_pair(d, 2, extra=False)
+    assert _read_pair(d) == 2
+    assert not (d / "state.json").exists()  # part of the previous save only: not carried over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj"]  # no temporary or old sibling left
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 4])
+def test_interrupted_save_leaves_exactly_the_old_one(tmp_path, monkeypatch, fail_at):
+    d = tmp_path / "obj"
+    _save_pair(d, 1)
+    real = io.atomic_write_bytes
+    calls = {"n": 0}
+
+    def flaky(path, data):
+        calls["n"] += 1
+        if calls["n"] == fail_at:  # 1-3: the object's files, 4: the manifest
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(io, "atomic_write_bytes", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _save_pair(d, 2)
+    monkeypatch.setattr(io, "atomic_write_bytes", real)
+    assert _read_pair(d) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj"]
+
+
+def test_interruption_between_the_renames_is_repaired(tmp_path, monkeypatch):
+    d = tmp_path / "obj"
+    _save_pair(d, 1)
+    real_rename = os.rename
+    calls = {"n": 0}
+
+    def rename(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:  # old save moved aside, new one not yet in place
+            raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        _save_pair(d, 2)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not d.exists()
+    assert _read_pair(d) == 1  # verify_directory restores the old save
+    _save_pair(d, 3)
+    assert _read_pair(d) == 3
+
+
+def test_manifest_detects_a_changed_or_missing_file(tmp_path):
+    d = tmp_path / "obj"
+    _save_pair(d, 1)
+    (d / "w.json").write_text('{"value": 9}')
+    with pytest.raises(ValueError, match="differs"):
+        io.verify_directory(d)
+    (d / "w.json").unlink()
+    with pytest.raises(ValueError, match="missing"):
+        io.verify_directory(d)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    assert io.verify_directory(legacy) is None  # saves from before manifests load as they are
+
+
+def test_user_files_survive_a_resave_and_links_are_refused(tmp_path):
+    d = tmp_path / "obj"
+    _save_pair(d, 1)
+    (d / "NOTES.md").write_text("mine")
+    _save_pair(d, 2)
+    assert (d / "NOTES.md").read_text() == "mine" and _read_pair(d) == 2
+    link = tmp_path / "link"
+    link.symlink_to(d)
+    with pytest.raises(ValueError, match="symbolic link"):
+        _save_pair(link, 3)
+    assert _read_pair(d) == 2

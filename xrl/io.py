@@ -1,15 +1,20 @@
 """THE save/load: safetensors for tensors, JSON for configuration; written atomically; nothing unpickled on load.
 
-A saved object is a directory holding ``<name>.safetensors`` + ``<name>.json`` (any number of pairs). Writes go to a
-temporary file in the same directory followed by ``os.replace``, so a crash never leaves a half-written file.
+A saved object is a directory holding ``<name>.safetensors`` + ``<name>.json`` (any number of pairs). Each file is
+written to a temporary file in the same directory followed by ``os.replace``, so a crash never leaves a half-written
+file; ``atomic_directory`` makes a whole directory one transaction (a manifest written last, then a swap by renames),
+and ``verify_directory`` tells a complete save at load.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -120,3 +125,155 @@ def save_module(directory: PathLike, name: str, module: torch.nn.Module, config:
 def load_module_state(directory: PathLike, name: str, device: torch.device | str = "cpu"):
     directory = Path(directory)
     return load_json(directory / f"{name}.json"), load_tensors(directory / f"{name}.safetensors", device)
+
+
+# ---- whole-directory saves: one transaction per saved object ----------------------------------------------------
+MANIFEST = "manifest.json"
+_NEW, _OLD = ".xrl-new-", ".xrl-old"
+
+
+def _old_sibling(path: Path) -> Path:
+    return path.parent / f".{path.name}{_OLD}"
+
+
+def _recover_directory(path: Path) -> None:
+    """Finish or undo a swap that an interruption cut between its two renames (see ``atomic_directory``).
+
+    Between ``path -> .path.xrl-old`` and ``new -> path`` the object lives only in the old sibling: put it back.
+    Once ``path`` exists again, a leftover old sibling is the previous save and is removed."""
+    old = _old_sibling(path)
+    if old.is_dir() and not old.is_symlink():
+        if not os.path.lexists(path):
+            os.rename(old, path)
+        else:
+            shutil.rmtree(old)
+
+
+def _file_digest(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Hard-link (or copy) into ``new`` the files of ``old`` that are not part of the previous save and that the new
+    save does not write: a user's own files in a save folder (a README, notes) survive a re-save."""
+    previous = set()
+    if (old / MANIFEST).is_file():
+        try:
+            previous = set(json.loads((old / MANIFEST).read_text()).get("files", {}))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            previous = set()
+    written = set(_files_under(new))
+    for rel in _files_under(old):
+        if rel in previous or rel in written or _NEW in rel or rel.endswith(_OLD):
+            continue
+        src, dst = old / rel, new / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+
+@contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Write a whole saved object (a directory of files) as one transaction.
+
+    Yields a fresh temporary sibling directory to write every file into. On a normal exit a ``manifest.json``
+    (each file's size and SHA-256) is written last, then the temporary directory is swapped in for ``path`` with two
+    renames. An exception or an interruption at any point leaves ``path`` holding exactly the previous save (or
+    nothing, if there was none), never a mix; an interruption between the two renames is repaired by the next save or
+    ``verify_directory``. Files in an existing ``path`` that are not part of the previous save and that the new save
+    does not write are carried over, so a user's own files in the folder are not lost.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The saved object's directory. A symbolic link or a regular file there is refused (nothing is written through
+        a link).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "model"
+    >>> with atomic_directory(target) as tmp:
+    ...     save_json(tmp / "config.json", {"a": 1})
+    >>> sorted(p.name for p in target.iterdir())
+    ['config.json', 'manifest.json']
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise ValueError(f"path: {str(path)!r} is a symbolic link; save to a real directory (nothing is written "
+                         "through links)")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path: {str(path)!r} exists and is not a directory; choose a directory path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _recover_directory(path)
+    for stale in path.parent.glob(f".{path.name}{_NEW}*"):  # left by a process killed while writing
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_NEW}"))
+    try:
+        yield tmp
+        if path.is_dir():
+            _carry_over(path, tmp)
+        files = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": _file_digest(tmp / rel)}
+                 for rel in _files_under(tmp)}
+        save_json(tmp / MANIFEST, {"format": "xrl-directory/1", "files": files})
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+        _fsync_dir(tmp)
+        old = _old_sibling(path)
+        if path.exists():
+            os.rename(path, old)
+        os.rename(tmp, path)
+        _fsync_dir(path.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def verify_directory(path: PathLike) -> dict[str, Any] | None:
+    """Check that ``path`` is a complete save: every file its manifest lists, with the same size and SHA-256.
+
+    Returns the manifest, or None for a directory saved before manifests existed (accepted as it is). Raises
+    FileNotFoundError for a missing directory and ValueError naming the first file that is missing or differs."""
+    path = Path(path)
+    _recover_directory(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"path: expected a saved directory, got {str(path)!r} (missing)")
+    if not (path / MANIFEST).is_file():
+        return None
+    manifest = load_json(path / MANIFEST)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise ValueError(f"{path / MANIFEST}: not an xrl manifest (no 'files' table); re-save the object")
+    for rel, entry in files.items():
+        file = path / rel
+        if not file.is_file():
+            raise ValueError(f"{path}: incomplete save, {rel!r} listed in {MANIFEST} is missing; re-save the object")
+        if file.stat().st_size != entry.get("bytes") or _file_digest(file) != entry.get("sha256"):
+            raise ValueError(f"{path}: {rel!r} differs from the save's {MANIFEST} (changed or truncated after "
+                             "saving); re-save the object")
+    return manifest
