@@ -1,7 +1,8 @@
-"""Small shared helpers: device resolution and seeded generators (never global reseeding)."""
+"""Small shared helpers: device resolution, seeded generators (never global reseeding), module modes."""
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -31,3 +32,22 @@ def torch_generator(seed: int | None, device: torch.device | str = "cpu") -> tor
 
 def numpy_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+@contextmanager
+def eval_mode(*modules: torch.nn.Module | None) -> Iterator[None]:
+    """Put every given module (and each of its submodules) in eval mode, and restore each submodule's own mode on
+    exit, also after an error.
+
+    Restoring top-level ``train(was)`` is not enough: a BatchNorm the user froze in eval mode inside a train-mode
+    network would come back in training mode. ``None`` entries are skipped. BatchNorm running statistics are not
+    updated in eval mode, so the modules' state is unchanged by what runs inside.
+    """
+    modes = [(sub, sub.training) for m in modules if m is not None for sub in m.modules()]
+    try:
+        for sub, _ in modes:
+            sub.training = False
+        yield
+    finally:
+        for sub, mode in modes:
+            sub.training = mode
