@@ -152,3 +152,30 @@ def test_user_files_survive_a_resave_and_links_are_refused(tmp_path):
     with pytest.raises(ValueError, match="symbolic link"):
         _save_pair(link, 3)
     assert _read_pair(d) == 2
+
+
+def test_optimizer_round_trip_continues_identically():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        opt.zero_grad()
+        net(x).square().sum().backward()
+        opt.step()
+    tensors, meta = io.optimizer_to_tensors(opt, prefix="a.")
+    twin = torch.nn.Linear(4, 2)
+    twin.load_state_dict(net.state_dict())
+    opt2 = torch.optim.Adam(twin.parameters(), lr=0.5)
+    io.load_optimizer(opt2, {**tensors, "b.state.0.step": torch.tensor(9.0)}, meta, prefix="a.")
+    assert opt2.param_groups[0]["lr"] == 0.1
+    for o, n in ((opt, net), (opt2, twin)):
+        o.zero_grad()
+        n(x).square().sum().backward()
+        o.step()
+    for p, q in zip(net.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="param_groups"):
+        io.load_optimizer(opt2, tensors, {}, prefix="a.")
+    with pytest.raises(ValueError, match="parameter groups of sizes"):
+        io.load_optimizer(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]), tensors, meta, prefix="a.")

@@ -127,6 +127,52 @@ def load_module_state(directory: PathLike, name: str, device: torch.device | str
     return load_json(directory / f"{name}.json"), load_tensors(directory / f"{name}.safetensors", device)
 
 
+# ---- optimizer state <-> safetensors + JSON ---------------------------------------------------------------------
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str = "") -> tuple[dict[str, torch.Tensor],
+                                                                                        dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (for safetensors) and JSON (its ``param_groups``).
+
+    Tensor keys are ``f"{prefix}state.{param_index}.{name}"`` (python numbers such as Adam's ``step`` become 0-d
+    tensors), so several optimizers can share one safetensors file under different prefixes. The inverse is
+    :func:`load_optimizer`.
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(2, 1)
+    >>> opt = torch.optim.Adam(net.parameters())
+    >>> tensors, meta = optimizer_to_tensors(opt, prefix="actor.")
+    >>> load_optimizer(torch.optim.Adam(net.parameters()), tensors, meta, prefix="actor.")
+    """
+    sd = optimizer.state_dict()
+    # copies: the optimizer updates its state in place, and a snapshot must not move with it
+    tensors = {f"{prefix}state.{pid}.{key}": (value.detach().clone() if torch.is_tensor(value) else torch.tensor(value))
+               for pid, st in sd["state"].items() for key, value in st.items()}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any],
+                   prefix: str = "") -> None:
+    """Restore what :func:`optimizer_to_tensors` wrote (keys of other prefixes in ``tensors`` are ignored).
+
+    Raises ValueError if ``meta`` has no ``param_groups`` or their parameter count differs from the optimizer's."""
+    groups = meta.get("param_groups") if isinstance(meta, Mapping) else None
+    if not isinstance(groups, list):
+        raise ValueError("optimizer state: the JSON part has no 'param_groups' list; re-save the object")
+    have = [len(g["params"]) for g in optimizer.param_groups]
+    saved = [len(g.get("params", [])) for g in groups]
+    if have != saved:
+        raise ValueError(f"optimizer state: saved for parameter groups of sizes {saved}, this optimizer has {have}; "
+                         "the network differs from the one that was saved")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    head = f"{prefix}state."
+    for key, value in tensors.items():
+        if key.startswith(head):
+            pid, name = key[len(head):].split(".", 1)
+            # Adam keeps `step` on the CPU unless capturable/fused; the saved copy may have been moved to a device
+            state.setdefault(int(pid), {})[name] = value.cpu() if name == "step" else value
+    optimizer.load_state_dict({"state": state, "param_groups": list(groups)})
+
+
 # ---- whole-directory saves: one transaction per saved object ----------------------------------------------------
 MANIFEST = "manifest.json"
 _NEW, _OLD = ".xrl-new-", ".xrl-old"
