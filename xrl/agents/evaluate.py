@@ -9,6 +9,7 @@ import torch
 
 from .._utils import resolve_device, torch_generator
 from .._validation import check_scalar
+from ..envs.rollout import ActorCriticPolicy, RandomPolicy, rollout
 
 
 @dataclass
@@ -41,36 +42,30 @@ class EvalResult:
 
 
 def evaluate(agent: torch.nn.Module | None, env, num_episodes: int = 100, seed: int = 0,
-             deterministic: bool = False, device=None) -> EvalResult:
+             deterministic: bool = False, device=None, *, progress: bool = True) -> EvalResult:
     """Run ``num_episodes`` full episodes with ``agent`` (or uniformly random actions if ``agent`` is None).
 
     ``env`` is a vectorised env (:mod:`xrl.envs.vector` interface). To avoid favouring short episodes, each of its
     ``num_envs`` environments contributes the same number of *first* episodes (``num_episodes`` must be a multiple
-    of ``num_envs``). Actions are sampled from the policy unless ``deterministic`` (argmax).
+    of ``num_envs``). Actions are sampled from the policy (a torch generator seeded with ``seed``) unless
+    ``deterministic`` (argmax); random actions come from ``np.random.default_rng(seed)``. The agent runs in eval mode
+    without gradients (its modules' modes are restored). ``progress=False`` hides the progress bar (episodes done).
     """
     check_scalar("num_episodes", num_episodes, int, low=1)
     n = env.num_envs
     if num_episodes % n:
         raise ValueError(f"num_episodes: expected a multiple of env.num_envs={n}, got {num_episodes}")
     quota = num_episodes // n
-    device = resolve_device(device, agent)
-    gen = torch_generator(seed, device)
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
+    if agent is None:
+        policy = RandomPolicy(int(env.single_action_space.n), seed)
+    else:
+        device = resolve_device(device, agent)
+        policy = ActorCriticPolicy(agent, torch_generator(seed, device), deterministic=deterministic, device=device)
     counts = np.zeros(n, dtype=int)
     returns, lengths, complete = [], [], []
-    num_actions = int(env.single_action_space.n)
-    while (counts < quota).any():
-        if agent is None:
-            actions = rng.integers(num_actions, size=n)
-        else:
-            with torch.no_grad():
-                logits, _ = agent(torch.from_numpy(obs).to(device))
-            if deterministic:
-                actions = logits.argmax(-1).cpu().numpy()
-            else:
-                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(-1).cpu().numpy()
-        obs, _, _, _, info = env.step(actions)
+    for step in rollout(env, policy, seed=seed, progress=progress, total=num_episodes, unit="episode",
+                        desc="evaluate"):
+        info = step.info
         for i in np.flatnonzero(~np.isnan(info["episode_return"])):
             if counts[i] < quota:
                 counts[i] += 1
@@ -78,5 +73,7 @@ def evaluate(agent: torch.nn.Module | None, env, num_episodes: int = 100, seed: 
                 lengths.append(info["episode_length"][i])
                 if "level_complete" in info:
                     complete.append(bool(info["level_complete"][i]))
+        if not (counts < quota).any():
+            break
     return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths),
                       np.asarray(complete) if complete else None)

@@ -32,6 +32,7 @@ import torch
 
 from .._utils import resolve_device, torch_generator
 from .._validation import check_scalar, error_message
+from ..envs.rollout import ActorCriticPolicy, rollout
 
 _ARRAY_KEYS = ("obs", "actions", "rewards", "firsts", "dones", "values", "logits")
 
@@ -131,19 +132,9 @@ def _resolve_env(env: Any, num_envs: int, seed: int, env_kwargs: dict | None):
     return env, getattr(env, "game_name", getattr(env, "env_name", type(env).__name__))
 
 
-def _policy_step(agent, obs_np, device, generator, deterministic):
-    with torch.no_grad():
-        logits, value = agent(torch.from_numpy(obs_np).to(device))
-    if deterministic:
-        actions = logits.argmax(-1)
-    else:
-        actions = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=generator).squeeze(-1)
-    return actions.cpu().numpy(), logits.float().cpu().numpy(), value.float().cpu().numpy()
-
-
 def collect_trajectories(agent: torch.nn.Module, env: Any = "freeway", num_envs: int = 8, num_steps: int = 512,
                          seed: int = 0, *, deterministic: bool = False, device=None,
-                         env_kwargs: dict | None = None) -> Trajectories:
+                         env_kwargs: dict | None = None, progress: bool = True) -> Trajectories:
     """Roll out ``agent`` in ``num_envs`` environments for ``num_steps`` steps each.
 
     Parameters
@@ -161,7 +152,12 @@ def collect_trajectories(agent: torch.nn.Module, env: Any = "freeway", num_envs:
     deterministic : bool, default False
         Take the argmax action instead of sampling.
     device : optional
-        Where the agent runs (default: the agent's device).
+        Where the agent runs (default: the agent's device). The agent runs in eval mode without gradients (its
+        modules' modes are restored).
+    env_kwargs : dict, optional
+        Passed to the environment when ``env`` is a name.
+    progress : bool, default True
+        Show a progress bar (steps).
 
     Returns
     -------
@@ -179,61 +175,59 @@ def collect_trajectories(agent: torch.nn.Module, env: Any = "freeway", num_envs:
     check_scalar("seed", seed, int)
     venv, env_id = _resolve_env(env, num_envs, seed, env_kwargs)
     device = resolve_device(device, agent)
-    gen = torch_generator(seed, device)
-    obs, info = venv.reset(seed=seed)
+    policy = ActorCriticPolicy(agent, torch_generator(seed, device), deterministic=deterministic, device=device)
     N, T = num_envs, num_steps
-    obs_buf = np.empty((N, T, *obs.shape[1:]), dtype=obs.dtype)
-    has_objects = "objects" in info
-    obj_buf = np.empty((N, T, *info["objects"].shape[1:]), dtype=bool) if has_objects else None
-    actions = np.empty((N, T), dtype=np.int64)
-    rewards = np.empty((N, T), dtype=np.float32)
-    dones = np.empty((N, T), dtype=bool)
-    values = np.empty((N, T), dtype=np.float32)
-    logits_buf = None
     firsts = np.zeros((N, T), dtype=bool)
     firsts[:, 0] = True
-    for t in range(T):
-        obs_buf[:, t] = obs
-        if has_objects:
-            obj_buf[:, t] = info["objects"]
-        a, logits, v = _policy_step(agent, obs, device, gen, deterministic)
-        if logits_buf is None:
-            logits_buf = np.empty((N, T, logits.shape[-1]), dtype=np.float32)
-        actions[:, t], logits_buf[:, t], values[:, t] = a, logits, v
-        obs, r, term, trunc, info = venv.step(a)
-        rewards[:, t] = r
-        dones[:, t] = np.logical_or(term, trunc)
+    buffers: dict[str, np.ndarray] = {}
+
+    def record(key: str, t: int, value: np.ndarray, dtype) -> None:
+        if key not in buffers:                                          # [N, T, ...] once the first value is known
+            buffers[key] = np.empty((N, T, *np.shape(value)[1:]), dtype=dtype)
+        buffers[key][:, t] = value
+
+    for step in rollout(venv, policy, seed=seed, steps=T, progress=progress, desc="trajectories"):
+        t = step.t
+        record("obs", t, step.obs, step.obs.dtype)
+        if "objects" in step.obs_info:
+            record("objects", t, step.obs_info["objects"], bool)
+        record("actions", t, step.actions, np.int64)
+        record("logits", t, step.extras["logits"], np.float32)
+        record("values", t, step.extras["values"], np.float32)
+        record("rewards", t, step.rewards, np.float32)
+        record("dones", t, np.logical_or(step.terminated, step.truncated), bool)
         if t + 1 < T:
-            firsts[:, t + 1] = dones[:, t]
+            firsts[:, t + 1] = buffers["dones"][:, t]
     meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "deterministic": deterministic,
             "action_names": list(getattr(venv, "action_names", []) or []),
             "channel_names": list(getattr(venv, "channel_names", []) or []),
             "object_names": list(getattr(venv, "full_channel_names", []) or [])}
-    return Trajectories(obs_buf, actions, rewards, firsts, dones, values, logits_buf, obj_buf, meta)
+    return Trajectories(buffers["obs"], buffers["actions"], buffers["rewards"], firsts, buffers["dones"],
+                        buffers["values"], buffers["logits"], buffers.get("objects"), meta)
 
 
 def sample_observations(agent: torch.nn.Module, env: Any = "freeway", num_obs: int = 4096, every: int = 128,
                         num_envs: int = 64, seed: int = 0, *, deterministic: bool = False, device=None,
-                        env_kwargs: dict | None = None) -> np.ndarray:
+                        env_kwargs: dict | None = None, progress: bool = True) -> np.ndarray:
     """An infrequently sampled observation set: the agent plays ``num_envs`` environments and every ``every``-th
     step all their observations are kept, until ``num_obs`` are collected -> ``[num_obs, C, H, W]``.
 
     Sampling rarely across many episodes covers a broader distribution of observations than one contiguous
-    trajectory (the paper's setting for NMF: 4,096 observations, every 128 steps).
+    trajectory (the paper's setting for NMF: 4,096 observations, every 128 steps). ``progress=False`` hides the
+    progress bar.
     """
     check_scalar("num_obs", num_obs, int, low=1)
     check_scalar("every", every, int, low=1)
     venv, _ = _resolve_env(env, num_envs, seed, env_kwargs)
     device = resolve_device(device, agent)
-    gen = torch_generator(seed, device)
-    obs, _ = venv.reset(seed=seed)
+    policy = ActorCriticPolicy(agent, torch_generator(seed, device), deterministic=deterministic, device=device)
     kept: list[np.ndarray] = []
-    total, step = 0, 0
-    while total < num_obs:
-        step += 1
-        a, _, _ = _policy_step(agent, obs, device, gen, deterministic)
-        obs, _, _, _, _ = venv.step(a)
-        if step % every == 0:
-            kept.append(obs.copy())
-            total += len(obs)
+    total = 0
+    bar_steps = every * -(-num_obs // num_envs)                          # steps until enough are kept
+    for step in rollout(venv, policy, seed=seed, steps=bar_steps, progress=progress, desc="observations"):
+        if (step.t + 1) % every == 0:
+            kept.append(step.next_obs.copy())
+            total += len(step.next_obs)
+        if total >= num_obs:
+            break
     return np.concatenate(kept)[:num_obs]

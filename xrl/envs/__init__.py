@@ -1,7 +1,9 @@
 """Environments to explain: MinAtar games (gymnasium, channels-first, named channels/actions), the Freeway POMDP,
-one-hot actions, vectorised MinAtar, and procgen CoinRun (optional extra ``xrl[coinrun]``)."""
+one-hot actions, vectorised MinAtar, procgen CoinRun (optional extra ``xrl[coinrun]``), and the one rollout engine
+(:func:`rollout`) every agent-playing loop of xrl is built on."""
 from .coinrun import CoinRunVecEnv, make_coinrun
 from .minatar import MINATAR_GAMES, FreewayPOMDP, MinAtarEnv, OneHotAction, make_minatar, minatar_rgb
+from .rollout import ActorCriticPolicy, RandomPolicy, RolloutStep, SingleEnvs, rollout
 from .vector import VecMinAtar, make_vec_minatar
 
 
@@ -13,4 +15,4 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = 0, **kwargs):
 
 
 __all__ = ["MINATAR_GAMES", "minatar_rgb", "MinAtarEnv", "FreewayPOMDP", "OneHotAction", "make_minatar", "VecMinAtar",
-           "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env"]
+           "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env", "rollout", "RolloutStep", "SingleEnvs", "ActorCriticPolicy", "RandomPolicy"]

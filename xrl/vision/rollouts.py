@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from torch import nn
 
-from xrl._utils import resolve_device
 from xrl._validation import check_scalar, error_message
+from xrl.envs.rollout import ActorCriticPolicy, SingleEnvs, rollout
 
 __all__ = ["compare_rollouts", "freeway_collisions", "breakout_ball_lost", "EVENTS"]
 
@@ -44,20 +43,32 @@ EVENTS = {"freeway": freeway_collisions, "breakout": breakout_ball_lost}
 
 def compare_rollouts(agents: dict[str, nn.Module], env_fn: Callable[[], Any] | str = "freeway", *,
                      n_episodes: int = 50, seed: int = 0, max_steps: int = 5000, event_fn: EventFn | None = None,
-                     deterministic: bool = False, device: Any = None) -> dict[str, dict[str, float]]:
+                     deterministic: bool = False, device: Any = None, progress: bool = True
+                     ) -> dict[str, dict[str, float]]:
     """Run ``n_episodes`` paired episodes per agent; return per agent the mean/sem of return, length and events.
 
     Parameters
     ----------
     agents : dict name -> agent
-        Each ``agent(obs [B, C, H, W]) -> (logits, value)``, e.g. ``{"original": agent, "edited": edited}``.
+        Each ``agent(obs [B, C, H, W]) -> (logits, value)``, e.g. ``{"original": agent, "edited": edited}``. Each runs
+        in eval mode without gradients (its modules' modes are restored).
     env_fn : callable or str
         A factory of gymnasium envs with ``info["objects"]`` (or a MinAtar game name for ``xrl.envs.make_minatar``).
+    n_episodes : int, default 50
+        Episode ``k`` starts from env seed ``seed + k`` and samples its actions from
+        ``np.random.default_rng(seed + 10_000 + k)``, for every agent.
+    max_steps : int, default 5000
+        Episodes still running after this many steps are cut (``finished`` counts those that ended).
     event_fn : callable, optional
         ``(prev_objects, objects, action, reward, terminated, env) -> count`` of deaths by the edited object; default
         :data:`EVENTS` for the game when ``env_fn`` is a game name (Freeway: car collisions; Breakout: ball lost).
+    deterministic : bool, default False
+        Take the most probable action instead of sampling.
+    progress : bool, default True
+        Show a progress bar per agent (steps).
     """
     check_scalar("n_episodes", n_episodes, int, low=1)
+    check_scalar("max_steps", max_steps, int, low=1)
     if isinstance(env_fn, str):
         game = env_fn
         from xrl.envs import make_minatar
@@ -67,40 +78,22 @@ def compare_rollouts(agents: dict[str, nn.Module], env_fn: Callable[[], Any] | s
         raise TypeError(error_message("env_fn", "a game name or a callable returning an env", type(env_fn).__name__))
     out: dict[str, dict[str, float]] = {}
     for name, agent in agents.items():
-        dev = resolve_device(device, agent)
-        was_training = agent.training
-        agent.eval()
-        envs = [env_fn() for _ in range(n_episodes)]
-        obs, objs = [], []
-        for k, e in enumerate(envs):
-            o, info = e.reset(seed=seed + k)
-            obs.append(o)
-            objs.append(info.get("objects", o))
-        gens = torch.Generator().manual_seed(seed)
-        rng = [np.random.default_rng(seed + 10_000 + k) for k in range(n_episodes)]
+        envs = SingleEnvs([env_fn() for _ in range(n_episodes)])
+        rngs = [np.random.default_rng(seed + 10_000 + k) for k in range(n_episodes)]
+        policy = ActorCriticPolicy(agent, rngs=rngs, deterministic=deterministic, device=device)
         ret = np.zeros(n_episodes)
         length = np.zeros(n_episodes, dtype=int)
         events = np.zeros(n_episodes, dtype=int)
-        done = np.zeros(n_episodes, dtype=bool)
-        for _t in range(max_steps):
-            live = np.flatnonzero(~done)
-            if len(live) == 0:
-                break
-            with torch.no_grad():
-                logits, _ = agent(torch.from_numpy(np.stack([obs[k] for k in live])).float().to(dev))
-            probs = torch.softmax(logits.float(), -1).cpu().numpy()
-            for row, k in enumerate(live):
-                a = int(probs[row].argmax()) if deterministic else int(rng[k].choice(len(probs[row]), p=probs[row]))
-                o, r, term, trunc, info = envs[k].step(a)
-                new_objs = info.get("objects", o)
+        for step in rollout(envs, policy, seed=seed, steps=max_steps, progress=progress, desc=f"rollouts {name}"):
+            for k in np.flatnonzero(step.live):
+                o, new_info, old_info = step.next_obs[k], step.info[k], step.obs_info[k]
                 if event_fn is not None:
-                    events[k] += int(event_fn(objs[k], new_objs, a, float(r), bool(term), envs[k]))
-                obs[k], objs[k] = o, new_objs
-                ret[k] += r
+                    events[k] += int(event_fn(old_info.get("objects", step.obs[k]), new_info.get("objects", o),
+                                              int(step.actions[k]), float(step.rewards[k]),
+                                              bool(step.terminated[k]), envs.envs[k]))
+                ret[k] += step.rewards[k]
                 length[k] += 1
-                done[k] = term or trunc
-        agent.train(was_training)
-        del gens
+        done = ~envs.live
 
         def ms(x):
             x = np.asarray(x, np.float64)

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import error_message
+from .._utils import eval_mode
+from .._validation import check_scalar, error_message
 from ..io import load_json, load_state_strict, load_tensors, prefixed_state, save_json, save_tensors, strip_prefix
 from .config import MinAtarConfig
 from .networks import ActionModel, DenseModel, ObsDecoder, ObsEncoder
@@ -214,43 +215,72 @@ def _stats(returns: list[float], **extra) -> dict[str, Any]:
             "episodes": len(returns), **extra, "returns": r.tolist()}
 
 
-@torch.no_grad()
+class DreamerPolicy:
+    """The posterior-state policy of a `DreamerAgent` for :func:`xrl.envs.rollout` (one-hot actions ``[N, A]``).
+
+    Per step: embed the observations, filter the posterior ``p(s_t | h_t, e_t)`` (the recurrent state is zeroed for
+    environments whose observation starts an episode), then sample the action from the actor (or take its most
+    probable action, ``greedy``). Every environment's row is computed, live or not, so the sampling stream does not
+    depend on when episodes end. Latent and action sampling use the agent's generator (`DreamerAgent.set_generator`).
+
+    ``extras``: ``logit``, ``stoch`` [N, C*K] and ``deter`` [N, D] of the posterior, ``action_index`` [N].
+    """
+
+    def __init__(self, agent: DreamerAgent, greedy: bool = False):
+        self.agent, self.greedy = agent, greedy
+        self.state: RSSMDiscState | None = None
+        self.prev_action: torch.Tensor | None = None
+
+    def reset(self, num_envs: int) -> None:
+        self.state = self.agent.RSSM._init_rssm_state(num_envs)
+        self.prev_action = torch.zeros(num_envs, self.agent.action_size, device=self.agent.device)
+
+    def __call__(self, obs: np.ndarray, live: np.ndarray, firsts: np.ndarray
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        a, dev, A = self.agent, self.agent.device, self.agent.action_size
+        if self.state is None:
+            self.reset(len(obs))
+        with torch.no_grad(), eval_mode(a):
+            o = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=dev)  # [N, C, H, W]
+            nonterm = torch.as_tensor(~firsts, dtype=torch.float32, device=dev).unsqueeze(-1)  # [N, 1]
+            _, post = a.RSSM.rssm_observe(a.ObsEncoder(o), self.prev_action * nonterm, nonterm, self.state)
+            feat = a.RSSM.get_model_state(post)
+            if self.greedy:
+                action = torch.nn.functional.one_hot(a.ActionModel.model(feat).argmax(-1), A).float()
+            else:
+                action, _ = a.ActionModel(feat)
+        self.state, self.prev_action = post, action
+        extras = {"logit": post.logit.cpu().numpy(), "stoch": post.stoch.cpu().numpy(),
+                  "deter": post.deter.cpu().numpy(), "action_index": action.argmax(-1).cpu().numpy()}
+        return action.cpu().numpy(), extras
+
+
 def evaluate(agent: DreamerAgent, make_env, episodes: int = 10, seed: int = 0, greedy: bool = False,
-             parallel: int = 100) -> dict[str, Any]:
+             parallel: int = 100, *, progress: bool = True) -> dict[str, Any]:
     """Mean return of ``agent`` over ``episodes`` episodes (env seeds ``seed, seed+1, ...``), posterior-state policy.
 
     ``make_env`` is a zero-argument callable returning a one-hot-action env (``make_minatar(..., one_hot_actions=True)``)
-    or such an env (then copied). Up to ``parallel`` episodes run in lockstep with one batched forward per step.
-    Latent and action sampling use a generator seeded with ``seed``.
+    or such an env (then copied). Up to ``parallel`` episodes run in lockstep with one batched forward per step
+    (:class:`DreamerPolicy` through :func:`xrl.envs.rollout`). Latent and action sampling use a generator seeded with
+    ``seed`` (never the global RNG). ``progress=False`` hides the progress bar (episodes done).
     """
     import copy
 
+    from ..envs.rollout import SingleEnvs, rollout
+
+    check_scalar("episodes", episodes, int, low=1)
+    check_scalar("parallel", parallel, int, low=1)
     factory = make_env if callable(make_env) and not hasattr(make_env, "step") else (lambda: copy.deepcopy(make_env))
-    g = torch.Generator(device=agent.device).manual_seed(int(seed))
-    agent.set_generator(g)
-    returns, t0, A = [], time.perf_counter(), agent.action_size
+    agent.set_generator(torch.Generator(device=agent.device).manual_seed(int(seed)))
+    returns, t0 = [], time.perf_counter()
+    policy = DreamerPolicy(agent, greedy)
     try:
         for first in range(0, episodes, parallel):
-            n = min(parallel, episodes - first)
-            envs = [factory() for _ in range(n)]
-            obs = [e.reset(seed=seed + first + i)[0] for i, e in enumerate(envs)]
-            state = agent.RSSM._init_rssm_state(n)
-            action = torch.zeros(n, A, device=agent.device)
-            total = np.zeros(n)
-            alive = np.ones(n, dtype=bool)
-            while alive.any():
-                o = torch.as_tensor(np.stack(obs), dtype=torch.float32, device=agent.device)  # [n, C, H, W]
-                _, state = agent.RSSM.rssm_observe(agent.ObsEncoder(o), action, True, state)
-                feat = agent.RSSM.get_model_state(state)
-                if greedy:
-                    action = torch.nn.functional.one_hot(agent.ActionModel.model(feat).argmax(-1), A).float()
-                else:
-                    action, _ = agent.ActionModel(feat)
-                a_np = action.cpu().numpy()
-                for i in np.flatnonzero(alive):
-                    obs[i], r, term, trunc, _ = envs[i].step(a_np[i])
-                    total[i] += r
-                    alive[i] = not (term or trunc)
+            envs = SingleEnvs([factory() for _ in range(min(parallel, episodes - first))])
+            total = np.zeros(envs.num_envs)
+            for step in rollout(envs, policy, seed=seed + first, progress=progress, unit="episode",
+                                total=envs.num_envs, desc=f"evaluate {first + envs.num_envs}/{episodes}"):
+                total += step.rewards * step.live
             returns += total.tolist()
     finally:
         agent.set_generator(None)
@@ -258,18 +288,16 @@ def evaluate(agent: DreamerAgent, make_env, episodes: int = 10, seed: int = 0, g
 
 
 def random_returns(env, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
-    """Mean return of the uniformly random policy (same env seeds as `evaluate`)."""
-    rng = np.random.default_rng(seed)
+    """Mean return of the uniformly random policy (same env seeds as `evaluate`; one-hot actions drawn from
+    ``np.random.default_rng(seed)``)."""
+    from ..envs.rollout import RandomPolicy, SingleEnvs, rollout
+
+    check_scalar("episodes", episodes, int, low=1)
+    policy = RandomPolicy(env.action_space.shape[0], seed, one_hot=True)
     returns = []
-    n = env.action_space.shape[0]
     for ep in range(episodes):
-        env.reset(seed=seed + ep)
-        total, done = 0.0, False
-        while not done:
-            a = np.zeros(n, dtype=np.float32)
-            a[rng.integers(n)] = 1
-            _, r, term, trunc, _ = env.step(a)
-            total += r
-            done = term or trunc
+        total = 0.0
+        for step in rollout(SingleEnvs([env]), policy, seed=seed + ep, progress=False):
+            total += step.rewards[0]
         returns.append(total)
     return _stats(returns)

@@ -114,60 +114,42 @@ def _check_env(agent: DreamerAgent, env) -> None:
                                        f"an env with {n} actions", "use the game the agent was trained on"))
 
 
-@torch.no_grad()
-def rollout_latents(agent: DreamerAgent, make_env, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
+def rollout_latents(agent: DreamerAgent, make_env, batch: int, seq_len: int, seed: int = 0, *,
+                    progress: bool = True) -> dict[str, np.ndarray]:
     """Run ``batch`` episodes in lockstep for ``seq_len`` steps (env seeds ``seed + b``), posterior-state policy.
 
     ``make_env`` is a zero-argument callable returning a one-hot-action env (``make_minatar(..., one_hot_actions=True)``).
-    Episodes that end early restart (seed ``seed + b + 1000 * k``) with a fresh latent state.
+    Episodes that end early restart (seed ``seed + b + 1000 * k``) with a fresh latent state. Latent and action
+    sampling use a generator seeded with ``seed``. ``progress=False`` hides the progress bar (steps).
+
+    Returns arrays ``[B, L, ...]``: ``obs``, ``objects``, ``logits``/``stoch`` [B, L, C, K], ``deter``, ``actions``,
+    ``has_effect`` (the action can move the player: Freeway's ``move_timer == 0``), ``rewards``.
     """
-    envs = [make_env() for _ in range(batch)]
-    _check_env(agent, envs[0])
+    from ..envs.rollout import SingleEnvs, rollout
+    from .agent import DreamerPolicy
+
+    envs = SingleEnvs([make_env() for _ in range(batch)],
+                      restart_seed=lambda b, count: seed + b + 1000 * count,
+                      probe=lambda env: {"move_ready": getattr(_game(env), "move_timer", 0) == 0})
+    _check_env(agent, envs.envs[0])
     dev = agent.device
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     agent.set_generator(gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(int(seed)))
     info_sz = agent.config.rssm_info
-    C, K, A = info_sz.category_size, info_sz.class_size, agent.action_size
-    obs, objects = [], []
-    for b, e in enumerate(envs):
-        o, info = e.reset(seed=seed + b)
-        obs.append(o)
-        objects.append(info.get("objects", o > 0))
-    restarts = np.zeros(batch, dtype=np.int64)
-    state = agent.RSSM._init_rssm_state(batch)
-    prev_action = torch.zeros(batch, A, device=dev)
-    nonterm = torch.ones(batch, 1, device=dev)
+    C, K = info_sz.category_size, info_sz.class_size
     rec: dict[str, list] = {k: [] for k in ("obs", "objects", "logits", "stoch", "deter", "actions", "has_effect",
                                              "rewards")}
     try:
-        for _ in range(seq_len):
-            o = torch.as_tensor(np.stack(obs), dtype=torch.float32, device=dev)  # [B, C_obs, H, W]
-            embed = agent.ObsEncoder(o)
-            _, post = agent.RSSM.rssm_observe(embed, prev_action * nonterm, nonterm, state)
-            action, _ = agent.ActionModel(agent.RSSM.get_model_state(post))  # [B, A] one-hot
-            a_idx = action.argmax(-1).cpu().numpy()
-            rec["obs"].append(np.stack(obs))
-            rec["objects"].append(np.stack(objects))
-            rec["logits"].append(post.logit.reshape(batch, C, K).cpu().numpy())  # [B, C*K] -> [B, C, K]
-            rec["stoch"].append(post.stoch.reshape(batch, C, K).cpu().numpy())
-            rec["deter"].append(post.deter.cpu().numpy())
-            rec["actions"].append(a_idx)
-            games = [_game(e) for e in envs]
-            rec["has_effect"].append(np.array([getattr(g, "move_timer", 0) == 0 for g in games]))
-            rewards, nt = np.zeros(batch, np.float32), np.ones(batch, np.float32)
-            for b, e in enumerate(envs):
-                onehot = np.zeros(A, np.float32)
-                onehot[a_idx[b]] = 1
-                o_b, r, term, trunc, info = e.step(onehot)
-                rewards[b] = r
-                if term or trunc:
-                    restarts[b] += 1
-                    o_b, info = e.reset(seed=seed + b + 1000 * int(restarts[b]))
-                    nt[b] = 0
-                obs[b], objects[b] = o_b, info.get("objects", o_b > 0)
-            rec["rewards"].append(rewards)
-            state, prev_action = post, action
-            nonterm = torch.as_tensor(nt, device=dev).unsqueeze(-1)
+        for step in rollout(envs, DreamerPolicy(agent), seed=seed, steps=seq_len, progress=progress,
+                            desc="latent rollouts"):
+            rec["obs"].append(step.obs)
+            rec["objects"].append(np.stack([info.get("objects", o > 0) for o, info in zip(step.obs, step.obs_info)]))
+            rec["logits"].append(step.extras["logit"].reshape(batch, C, K))  # [B, C*K] -> [B, C, K]
+            rec["stoch"].append(step.extras["stoch"].reshape(batch, C, K))
+            rec["deter"].append(step.extras["deter"])
+            rec["actions"].append(step.extras["action_index"])
+            rec["has_effect"].append(np.array([info["move_ready"] for info in step.obs_info]))
+            rec["rewards"].append(step.rewards.astype(np.float32))
     finally:
         agent.set_generator(None)
     # lists of [B, ...] over L -> [B, L, ...]
@@ -175,8 +157,8 @@ def rollout_latents(agent: DreamerAgent, make_env, batch: int, seq_len: int, see
 
 
 def explain_latents(agent: DreamerAgent, env, batch: int = 8, seq_len: int = 50, rank: int = 10, seed: int = 0, *,
-                    values: str = "probs", top_k: int = 5, max_iter: int = 200, tol: float = 1e-4
-                    ) -> LatentExplanation:
+                    values: str = "probs", top_k: int = 5, max_iter: int = 200, tol: float = 1e-4,
+                    progress: bool = True) -> LatentExplanation:
     """Example-based explanation of the agent's categorical latents (seed 002), see the module docstring.
 
     Parameters
@@ -190,6 +172,8 @@ def explain_latents(agent: DreamerAgent, env, batch: int = 8, seq_len: int = 50,
     seed : int, default 0       env seeds and the latent/action sampling generator
     values : {"probs", "logits"}  NMF input: softmax probabilities, or logits shifted to a zero minimum per categorical
     top_k : int, default 5      most important steps reported per rollout
+    max_iter, tol               NMF stopping rule (see `xrl.nmf.NMF`)
+    progress : bool, default True  show a progress bar for the rollouts
 
     Returns
     -------
@@ -226,7 +210,7 @@ def explain_latents(agent: DreamerAgent, env, batch: int = 8, seq_len: int = 50,
                                        "NMF of a [B*L*C, K] matrix has at most K useful components"))
     make_env = env if callable(env) and not hasattr(env, "step") else (lambda: copy.deepcopy(env))
     t0 = time.perf_counter()
-    roll = rollout_latents(agent, make_env, batch, seq_len, seed)
+    roll = rollout_latents(agent, make_env, batch, seq_len, seed, progress=progress)
     t_roll = time.perf_counter() - t0
     logits = roll["logits"].astype(np.float32)  # [B, L, C, K]
     B, L, C, _ = logits.shape
