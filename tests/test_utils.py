@@ -18,3 +18,21 @@ def test_eval_mode_restores_each_submodule_also_on_error():
             raise RuntimeError("boom")
     assert net.training and net[0].training and not net[1].training and net[2].training
     assert torch.equal(net[1].running_mean, stats)
+
+
+def test_init_rng_seeds_construction_like_manual_seed_and_leaves_the_global_rng():
+    from xrl._utils import init_rng
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        reference = nn.Linear(5, 3)
+    before = torch.random.get_rng_state()
+    with init_rng(7):
+        seeded = nn.Linear(5, 3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(seeded.weight, reference.weight) and torch.equal(seeded.bias, reference.bias)
+    with pytest.raises(ValueError):
+        with init_rng():
+            nn.Linear(2, 2)
+            raise ValueError("boom")
+    assert torch.equal(torch.random.get_rng_state(), before)    # restored after an error too

@@ -30,6 +30,36 @@ def torch_generator(seed: int | None, device: torch.device | str = "cpu") -> tor
     return g
 
 
+@contextmanager
+def init_rng(seed: int | None = None) -> Iterator[None]:
+    """Build modules without touching the global RNG: inside the block, torch's default CPU generator starts from
+    ``seed`` (or from its current state when ``seed`` is None), and its state is put back on exit, also after an
+    error.
+
+    Module constructors draw their initial weights from the global generator (``nn.Linear`` has no generator
+    argument), so building a network changes the global RNG state behind the caller's back. A loader that builds a
+    network only to overwrite its weights uses ``init_rng()``; a trainer that must reproduce a seeded initialisation
+    uses ``init_rng(seed)``, which gives the same weights as ``torch.manual_seed(seed)`` on the CPU generator but
+    leaves the caller's RNG (and the CUDA generators, which ``torch.manual_seed`` would reseed) as they were.
+    Modules must be built on the CPU inside the block (move them afterwards).
+
+    Examples
+    --------
+    >>> before = torch.random.get_rng_state()
+    >>> with init_rng(0):
+    ...     layer = torch.nn.Linear(2, 2)
+    >>> torch.equal(before, torch.random.get_rng_state())
+    True
+    """
+    state = torch.random.get_rng_state()
+    try:
+        if seed is not None:
+            torch.random.default_generator.manual_seed(int(seed))
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
+
 def numpy_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from xrl.agents import PPOConfig, load_agent, train_ppo
+from xrl.agents import ImpalaCNN, PPOConfig, load_agent, train_ppo
 
 
 class LitCellEnv:
@@ -121,3 +121,22 @@ def test_bad_config():
         train_ppo(tiny_config(num_minibatches=3), env=LitCellEnv(8))
     with pytest.raises(ValueError, match="config.num_envs=4 envs, got 8"):
         train_ppo(tiny_config(num_envs=4, num_minibatches=2), env=LitCellEnv(8))
+
+
+def test_training_leaves_the_global_rngs_and_threads_alone():
+    from xrl._utils import init_rng
+
+    before = (torch.random.get_rng_state(), np.random.get_state()[1].copy(), torch.get_num_threads())
+    cfg = tiny_config(total_timesteps=128, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1)
+    result = train_ppo(cfg, env=LitCellEnv(4))
+    assert torch.equal(torch.random.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1]) and torch.get_num_threads() == before[2]
+    # the initial network is the one torch.manual_seed(seed) gives, as before
+    with init_rng(cfg.seed):
+        fresh = ImpalaCNN((1, 10, 10), 2, channels=cfg.channels, fc_dim=cfg.fc_dim)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        reference = ImpalaCNN((1, 10, 10), 2, channels=cfg.channels, fc_dim=cfg.fc_dim)
+    for (name, a), b in zip(fresh.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert result.global_step == 128

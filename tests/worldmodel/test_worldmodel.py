@@ -278,17 +278,41 @@ class _Unsafe:
     pass
 
 
+def global_state():
+    return torch.random.get_rng_state(), np.random.get_state()[1].copy(), torch.get_num_threads()
+
+
+def assert_same_global_state(before):
+    assert torch.equal(torch.random.get_rng_state(), before[0]), "the global torch RNG was consumed"
+    assert np.array_equal(np.random.get_state()[1], before[1]), "numpy's global RNG was consumed"
+    assert torch.get_num_threads() == before[2], "torch's thread count was changed"
+
+
+def test_loading_and_explaining_leave_the_global_rngs_alone(tmp_path):
+    from xrl.worldmodel.pretrained import load_pretrained
+
+    tiny_agent(seed=2).save(tmp_path / "ck")
+    before = global_state()
+    agent = DreamerAgent.load(tmp_path / "ck")
+    load_pretrained("freeway_pomdp")
+    Evaluator(None).load_model(None, tmp_path / "ck")
+    explain_latents(agent, make_env(), batch=1, seq_len=3, rank=2, progress=False)
+    assert_same_global_state(before)
+
+
 def test_train_resume_and_cpu_config(tmp_path):
     assert cpu_config().rssm_info.category_size == 20 and MinAtarConfig().batch_size == 50
     cfg = MinAtarConfig(**{**TINY, "seed_steps": 30, "train_steps": 40, "train_every": 10, "save_every": 20,
                            "collect_intervals": 1,
                            "slow_target_update": 20})
-    train(cfg, tmp_path / "run", threads=None, log_every=1000)
+    before = global_state()
+    train(cfg, tmp_path / "run", log_every=1000, progress=False)
+    assert_same_global_state(before)  # seeded through private generators; no torch.set_num_threads
     import json
     st = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert st["counters"]["frame"] == 70 and st["counters"]["updates"] == 5  # frames 30, 40, ..., 70
     cfg2 = MinAtarConfig(**{**cfg.to_dict(), "train_steps": 60})
-    train(cfg2, tmp_path / "run", resume=True, threads=None, log_every=1000)
+    train(cfg2, tmp_path / "run", resume=True, log_every=1000, progress=False)
     st = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert st["counters"]["frame"] == 90 and st["counters"]["updates"] == 7
     agent = DreamerAgent.load(tmp_path / "run" / "checkpoint")

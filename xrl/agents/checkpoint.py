@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import torch
 
 from .. import io
-from .._utils import resolve_device
+from .._utils import init_rng, resolve_device
 from ..models.impala import ImpalaCNN
 
 AGENT_FILE = "agent"
@@ -51,7 +51,8 @@ def load_agent(directory, device: torch.device | str | None = None) -> ImpalaCNN
     if config.get("class") != "ImpalaCNN" or "model" not in config:
         raise ValueError(f"{directory / (AGENT_FILE + '.json')}: expected an xrl agent config with class "
                          f"'ImpalaCNN' and a 'model' entry, got keys {sorted(config)}")
-    agent = ImpalaCNN(**config["model"])
+    with init_rng():  # the weights are overwritten: building must not consume the caller's RNG
+        agent = ImpalaCNN(**config["model"])
     state = io.load_tensors(directory / f"{AGENT_FILE}.safetensors")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     io.load_state_strict(agent, state, str(directory))

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .. import io
-from .._utils import resolve_device, torch_generator
+from .._utils import init_rng, resolve_device, torch_generator
 from .._validation import check_scalar, error_message
 from ..models.impala import ImpalaCNN
 from .checkpoint import load_agent, save_agent
@@ -196,8 +196,7 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     num_actions = int(venv.single_action_space.n)
 
     # ---- agent and optimizer (seeded without touching the global RNG) ----------------------------------------
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with init_rng(config.seed):
         agent = ImpalaCNN(obs_shape, num_actions, channels=config.channels, fc_dim=config.fc_dim,
                           action_names=getattr(venv, "action_names", None))
     agent = agent.to(device)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import eval_mode
+from .._utils import eval_mode, init_rng
 from .._validation import check_scalar, error_message
 from ..io import load_json, load_state_strict, load_tensors, prefixed_state, save_json, save_tensors, strip_prefix
 from .config import MinAtarConfig
@@ -137,7 +137,8 @@ class DreamerAgent(nn.Module):
         """Inverse of `save`; strict (missing/unexpected keys and shape mismatches are errors)."""
         directory = Path(directory)
         doc = load_json(directory / "agent.json")
-        agent = cls(MinAtarConfig.from_dict(doc["config"]))
+        with init_rng():  # the weights are overwritten: building must not consume the caller's RNG
+            agent = cls(MinAtarConfig.from_dict(doc["config"]))
         agent.meta = doc.get("meta", {})
         tensors = {k: v.float() if v.is_floating_point() else v
                    for k, v in load_tensors(directory / "agent.safetensors").items()}
@@ -162,7 +163,8 @@ class DreamerAgent(nn.Module):
         if missing:
             raise ValueError(f"{path}: missing state dicts {missing}; found {sorted(saved)}; expected a DreamerV2 "
                              "models_*.pth with at least " + ", ".join(REQUIRED_PTH_MODULES))
-        agent = cls(config)
+        with init_rng():  # modules missing from the file keep a fresh initialisation, drawn from a private RNG
+            agent = cls(config)
         for name in MODULE_NAMES:
             if name in saved:
                 load_state_strict(getattr(agent, name), saved[name], f"models_best.pth[{name!r}]")

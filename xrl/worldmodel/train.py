@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._utils import init_rng
 from ..io import load_json, load_tensors, save_json, save_tensors
 from .agent import DreamerAgent, evaluate
 from .config import MinAtarConfig, cpu_config
@@ -256,14 +257,17 @@ def _log(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def train(config: MinAtarConfig, run_dir: str | Path, *, resume: bool = False, device: str = "cpu",
-          threads: int | None = 1, log_every: int = 2000, max_minutes: float | None = None) -> DreamerAgent:
-    """Train (or resume) an agent; returns it. See the module docstring for the run-directory layout."""
+          log_every: int = 2000, max_minutes: float | None = None, progress: bool = True) -> DreamerAgent:
+    """Train (or resume) an agent; returns it. See the module docstring for the run-directory layout.
+
+    Randomness comes from ``config.seed`` only, through private generators (the network initialisation, the replay
+    sampling, exploration and the latent/action sampling); the global RNGs and torch's thread count are left as they
+    are (the command line sets ``--threads``). ``progress=False`` hides the progress bar (frames).
+    """
     from ..envs import make_minatar
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if threads:
-        torch.set_num_threads(threads)
     cfg = config
     resuming = resume and (run_dir / "train_state.json").is_file()
     if resuming:  # the run's own config wins, except for the training length (so a run can be extended)
@@ -275,8 +279,9 @@ def train(config: MinAtarConfig, run_dir: str | Path, *, resume: bool = False, d
     # -- seeding ---------------------------------------------------------------------------------------------------
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)  # network initialisation only
-    agent = DreamerAgent(cfg).to(device)
+    with init_rng(cfg.seed):  # network initialisation, as torch.manual_seed(seed) would give, global RNG untouched
+        agent = DreamerAgent(cfg)
+    agent = agent.to(device)
     agent.set_generator(gen)
     trainer = Trainer(agent, cfg)
     buffer = ReplayBuffer(min(cfg.capacity, cfg.train_steps + cfg.seed_steps + 10), cfg.obs_shape, cfg.action_size)
@@ -307,61 +312,70 @@ def train(config: MinAtarConfig, run_dir: str | Path, *, resume: bool = False, d
         buffer.add(obs, np.zeros(A, np.float32), 0.0, False, True)
         return obs, agent.RSSM._init_rssm_state(1), torch.zeros(1, A, device=device)
 
+    total = cfg.train_steps + cfg.seed_steps
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=min(counters["frame"], total), unit="frame", disable=not progress,
+               desc=f"world model {cfg.env}")
     obs, state, prev_action = new_episode()
     ep_return, t_start, t_log, frames_log = 0.0, time.time(), time.time(), counters["frame"]
     seconds0 = counters["seconds"]
     seed_probs = np.asarray(cfg.seed_action_probs or [1.0 / A] * A)
     metrics: dict[str, float] = {}
-    total = cfg.train_steps + cfg.seed_steps
-    while counters["frame"] < total:
-        frame = counters["frame"]
-        # -- act -------------------------------------------------------------------------------------------------
-        if frame < cfg.seed_steps:
-            a_idx = int(rng.choice(A, p=seed_probs))
-            action = F.one_hot(torch.tensor([a_idx]), A).float().to(device)
-        else:
-            action, state = agent.policy_step(obs, prev_action, state, True)
-            eps = max(cfg.expl_min, cfg.train_noise - (frame - cfg.seed_steps) / cfg.expl_decay)
-            if rng.random() < eps:
-                action = F.one_hot(torch.tensor([int(rng.integers(A))]), A).float().to(device)
-        a_np = action.squeeze(0).cpu().numpy()
-        obs, r, term, trunc, _ = env.step(a_np)
-        buffer.add(obs, a_np, r, term, False)
-        ep_return += r
-        prev_action = action
-        counters["frame"] = frame = frame + 1
-        if term or trunc:
-            counters["episodes"] += 1
-            counters["returns"] = (counters["returns"] + [ep_return])[-20:]
-            _log(run_dir, {"frame": frame, "charts/episodic_return": ep_return})
-            print(f"frame {frame} episode {counters['episodes']} return {ep_return:.0f}", flush=True)
-            ep_return = 0.0
-            obs, state, prev_action = new_episode()
-        # -- learn -----------------------------------------------------------------------------------------------
-        if frame >= cfg.seed_steps:
-            if frame % cfg.train_every == 0:
-                agent.train()
-                for _ in range(cfg.collect_intervals):
-                    metrics = trainer.train_batch(buffer.sample(cfg.batch_size, cfg.seq_len, rng, device))
-                    counters["updates"] += 1
-            if frame % cfg.slow_target_update == 0:
-                trainer.update_target()
-        if frame % log_every == 0:
-            now = time.time()
-            sps = (frame - frames_log) / max(now - t_log, 1e-9)
-            t_log, frames_log = now, frame
-            counters["seconds"] = seconds0 + now - t_start
-            rec = {"frame": frame, "updates": counters["updates"], "charts/SPS": round(sps, 1),
-                   "charts/minutes": round(counters["seconds"] / 60, 2), **{k: round(v, 4) for k, v in metrics.items()}}
-            _log(run_dir, rec)
-            print(json.dumps(rec), flush=True)
-        stop = max_minutes is not None and time.time() - t_start > max_minutes * 60
-        if frame % cfg.save_every == 0 or frame == total or stop:
-            counters["seconds"] = seconds0 + time.time() - t_start
-            save_training_state(run_dir, agent, trainer, buffer, counters, rng, gen)
-        if stop:
-            print(f"stopping after {max_minutes} minutes at frame {frame} (resume with --resume)", flush=True)
-            break
+    try:
+        while counters["frame"] < total:
+            frame = counters["frame"]
+            # -- act --------------------------------------------------------------------------------------------
+            if frame < cfg.seed_steps:
+                a_idx = int(rng.choice(A, p=seed_probs))
+                action = F.one_hot(torch.tensor([a_idx]), A).float().to(device)
+            else:
+                action, state = agent.policy_step(obs, prev_action, state, True)
+                eps = max(cfg.expl_min, cfg.train_noise - (frame - cfg.seed_steps) / cfg.expl_decay)
+                if rng.random() < eps:
+                    action = F.one_hot(torch.tensor([int(rng.integers(A))]), A).float().to(device)
+            a_np = action.squeeze(0).cpu().numpy()
+            obs, r, term, trunc, _ = env.step(a_np)
+            buffer.add(obs, a_np, r, term, False)
+            ep_return += r
+            prev_action = action
+            counters["frame"] = frame = frame + 1
+            bar.update(1)
+            if term or trunc:
+                counters["episodes"] += 1
+                counters["returns"] = (counters["returns"] + [ep_return])[-20:]
+                _log(run_dir, {"frame": frame, "charts/episodic_return": ep_return})
+                bar.set_postfix(episode=counters["episodes"], ret=f"{ep_return:.0f}")
+                ep_return = 0.0
+                obs, state, prev_action = new_episode()
+            # -- learn ------------------------------------------------------------------------------------------
+            if frame >= cfg.seed_steps:
+                if frame % cfg.train_every == 0:
+                    agent.train()
+                    for _ in range(cfg.collect_intervals):
+                        metrics = trainer.train_batch(buffer.sample(cfg.batch_size, cfg.seq_len, rng, device))
+                        counters["updates"] += 1
+                if frame % cfg.slow_target_update == 0:
+                    trainer.update_target()
+            if frame % log_every == 0:
+                now = time.time()
+                sps = (frame - frames_log) / max(now - t_log, 1e-9)
+                t_log, frames_log = now, frame
+                counters["seconds"] = seconds0 + now - t_start
+                rec = {"frame": frame, "updates": counters["updates"], "charts/SPS": round(sps, 1),
+                       "charts/minutes": round(counters["seconds"] / 60, 2),
+                       **{k: round(v, 4) for k, v in metrics.items()}}
+                _log(run_dir, rec)
+                bar.write(json.dumps(rec))
+            stop = max_minutes is not None and time.time() - t_start > max_minutes * 60
+            if frame % cfg.save_every == 0 or frame == total or stop:
+                counters["seconds"] = seconds0 + time.time() - t_start
+                save_training_state(run_dir, agent, trainer, buffer, counters, rng, gen)
+            if stop:
+                bar.write(f"stopping after {max_minutes} minutes at frame {frame} (resume with --resume)")
+                break
+    finally:
+        bar.close()
     agent.set_generator(None)
     return agent.eval()
 
@@ -392,8 +406,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.frames is not None:
         fields["train_steps"] = args.frames
     cfg = cpu_config(**fields) if args.preset == "cpu" else MinAtarConfig(**fields)
-    agent = train(cfg, args.run_dir, resume=args.resume, threads=args.threads, max_minutes=args.max_minutes,
-                  log_every=args.log_every)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the command line owns the process; the library never sets this
+    agent = train(cfg, args.run_dir, resume=args.resume, max_minutes=args.max_minutes, log_every=args.log_every)
     make_env = lambda: make_minatar(args.game, pomdp=not args.no_pomdp, one_hot_actions=True)
     print(json.dumps({"eval": {k: v for k, v in evaluate(agent, make_env, episodes=10, seed=10_000).items()
                                if k != "returns"}}), flush=True)
