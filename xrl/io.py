@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -25,13 +25,27 @@ from safetensors.torch import save as _st_save_bytes
 PathLike = str | os.PathLike
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: PathLike) -> Iterator[BinaryIO]:
+    """Write one file as a transaction: yields a binary file object on a temporary sibling, which replaces ``path``
+    (``os.replace``) only when the block ends normally; an error or an interruption leaves ``path`` as it was. A
+    symbolic link at ``path`` is replaced by the file, never written through.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "data.bin"
+    >>> with atomic_file(target) as f:
+    ...     _ = f.write(b"new")
+    >>> target.read_bytes()
+    b'new'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; saved weights (and bundled package data) must be readable
@@ -40,6 +54,12 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def _jsonable(obj: Any) -> Any:

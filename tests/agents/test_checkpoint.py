@@ -1,5 +1,6 @@
 """Agent checkpoints: loading builds the network without touching the global RNGs."""
 import numpy as np
+import pytest
 import torch
 
 from xrl.agents import ImpalaCNN, load_agent, load_bundled_agent, save_agent
@@ -26,3 +27,56 @@ def test_loading_agents_leaves_the_global_rngs_alone(tmp_path):
     x = torch.rand(2, 4, 10, 10)
     torch.testing.assert_close(loaded(x), agent(x), rtol=0, atol=0)
     assert bundled.obs_shape == (4, 10, 10)
+
+
+def count_writes(monkeypatch, save):
+    """How many files one save writes (each goes through xrl.io.atomic_write_bytes, the manifest last)."""
+    from xrl import io
+
+    real, calls = io.atomic_write_bytes, []
+    monkeypatch.setattr(io, "atomic_write_bytes", lambda path, data: calls.append(path) or real(path, data))
+    save()
+    monkeypatch.setattr(io, "atomic_write_bytes", real)
+    return len(calls)
+
+
+def interrupted(monkeypatch, save, at):
+    """Run ``save`` with the ``at``-th file write interrupted (Ctrl-C); the writer is restored afterwards."""
+    from xrl import io
+
+    real, calls = io.atomic_write_bytes, {"n": 0}
+
+    def flaky(path, data):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(io, "atomic_write_bytes", flaky)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save()
+    finally:
+        monkeypatch.setattr(io, "atomic_write_bytes", real)
+
+
+def same_agent(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, monkeypatch):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        old, new = (ImpalaCNN((4, 10, 10), 3, channels=(4, 8, 8), fc_dim=16) for _ in range(2))
+    target = tmp_path / "agent"
+    save_agent(target, old, {"version": "old"})
+    writes = count_writes(monkeypatch, lambda: save_agent(tmp_path / "probe", new))
+    assert writes == 3  # agent.safetensors, agent.json, manifest.json
+    for at in range(1, writes + 1):
+        interrupted(monkeypatch, lambda: save_agent(target, new, {"version": "new"}), at)
+        back = load_agent(target)
+        assert same_agent(back, old) and back.metadata == {"version": "old"}, at
+    save_agent(target, new, {"version": "new"})
+    back = load_agent(target)
+    assert same_agent(back, new) and back.metadata == {"version": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent", "probe"]  # no temporary folder left

@@ -68,10 +68,14 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     model = ImpalaCNN((4, 10, 10), 3, channels=(4, 8, 8), fc_dim=16)
     save_agent(tmp_path, model)
     (tmp_path / "agent.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match="'agent.safetensors' differs from the save's manifest.json"):
+        load_agent(tmp_path)
+    (tmp_path / "manifest.json").unlink()             # a save from before manifests: the file itself is checked
     with pytest.raises(ValueError, match="corrupt or truncated"):
         load_agent(tmp_path)
     save_agent(tmp_path, ImpalaCNN((4, 10, 10), 3, channels=(4, 8, 8), fc_dim=16))
     (tmp_path / "agent.json").write_text("{not json")
+    (tmp_path / "manifest.json").unlink()
     with pytest.raises(ValueError, match="corrupt JSON"):
         load_agent(tmp_path)
     with pytest.raises(FileNotFoundError, match="missing"):
@@ -85,5 +89,6 @@ def test_mismatched_checkpoint_names_the_keys(tmp_path):
     cfg = io.load_json(tmp_path / "agent.json")
     cfg["model"]["fc_dim"] = 32
     io.save_json(tmp_path / "agent.json", cfg)
+    (tmp_path / "manifest.json").unlink()             # edited by hand: the manifest would refuse it first
     with pytest.raises(ValueError, match="shape mismatches.*embedder.fc.weight"):
         load_agent(tmp_path)

@@ -140,3 +140,80 @@ def test_training_leaves_the_global_rngs_and_threads_alone():
     for (name, a), b in zip(fresh.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b), name
     assert result.global_step == 128
+
+
+def _checkpoint_bytes(ckpt):
+    return {p.name: p.read_bytes() for p in sorted(ckpt.iterdir())}
+
+
+def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, monkeypatch):
+    from xrl import io
+
+    small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, checkpoint_every=1)
+    train_ppo(tiny_config(total_timesteps=128, **small), tmp_path, env=LitCellEnv(4))
+    ckpt = tmp_path / "checkpoint"
+    before = _checkpoint_bytes(ckpt)
+    assert "manifest.json" in before and io.load_json(ckpt / "state.json")["update"] == 1
+    real = io.atomic_write_bytes
+    for at in range(1, 7):  # the 6 files of a checkpoint: agent x2, optimizer x2, state.json, manifest.json
+        calls = {"n": 0}
+
+        def flaky(path, data):
+            if ".checkpoint.xrl-new-" in str(path):
+                calls["n"] += 1
+                if calls["n"] == at:
+                    raise KeyboardInterrupt
+            real(path, data)
+
+        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            train_ppo(tiny_config(total_timesteps=256, **small), tmp_path, env=LitCellEnv(4))
+        monkeypatch.setattr(io, "atomic_write_bytes", real)
+        assert _checkpoint_bytes(ckpt) == before, at            # exactly the old checkpoint, byte for byte
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    resumed = train_ppo(tiny_config(total_timesteps=256, **small), tmp_path, env=LitCellEnv(4))
+    assert [r["global_step"] for r in resumed.history] == [256]
+    assert io.load_json(ckpt / "state.json") == {"global_step": 256, "update": 2}
+    assert same_weights(load_agent(ckpt), resumed.agent)
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _write_old_layout(ckpt, agent, optimizer, global_step, update):
+    """A checkpoint as xrl wrote it before whole-directory saves (file by file, no manifest), with the optimizer keys
+    ``state.<param index>.<name>`` (the layout of the CoinRun run being trained while this was written)."""
+    from xrl import io
+
+    ckpt.mkdir(parents=True)
+    io.save_tensors(ckpt / "agent.safetensors", agent.state_dict())
+    io.save_json(ckpt / "agent.json", {"class": "ImpalaCNN", "model": agent.config(), "metadata": {}})
+    sd = optimizer.state_dict()
+    tensors = {f"state.{i}.{k}": v if isinstance(v, torch.Tensor) else torch.tensor(v)
+               for i, st in sd["state"].items() for k, v in st.items()}
+    io.save_tensors(ckpt / "optimizer.safetensors", tensors)
+    io.save_json(ckpt / "optimizer.json", {"param_groups": sd["param_groups"]})
+    io.save_json(ckpt / "state.json", {"global_step": global_step, "update": update})
+
+
+def test_resume_from_a_checkpoint_written_in_the_old_layout(tmp_path):
+    import shutil
+
+    small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, checkpoint_every=1)
+    first = train_ppo(tiny_config(total_timesteps=256, **small), tmp_path / "new", env=LitCellEnv(4))
+    # the same state rewritten the old way (the optimizer state read back from the new checkpoint)
+    from xrl import io
+
+    ckpt = tmp_path / "new" / "checkpoint"
+    agent = load_agent(ckpt)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=2e-3, eps=1e-5)
+    io.load_optimizer(optimizer, io.load_tensors(ckpt / "optimizer.safetensors"), io.load_json(ckpt / "optimizer.json"))
+    _write_old_layout(tmp_path / "old" / "checkpoint", agent, optimizer, first.global_step, 2)
+    shutil.copy(tmp_path / "new" / "progress.csv", tmp_path / "old" / "progress.csv")
+    assert not (tmp_path / "old" / "checkpoint" / "manifest.json").exists()
+    from_new = train_ppo(tiny_config(total_timesteps=512, **small), tmp_path / "new", env=LitCellEnv(4))
+    from_old = train_ppo(tiny_config(total_timesteps=512, **small), tmp_path / "old", env=LitCellEnv(4))
+    assert [r["global_step"] for r in from_old.history] == [384, 512]
+    assert same_weights(from_old.agent, from_new.agent)        # the old layout resumes exactly like the new one
+    assert (tmp_path / "old" / "checkpoint" / "manifest.json").is_file()   # and is rewritten in the new layout

@@ -72,3 +72,29 @@ def test_errors(tmp_path):
     np.savez(tmp_path / "y.npz", obs=np.zeros(3))
     with pytest.raises(ValueError, match="missing keys"):
         Trajectories.load(tmp_path / "y.npz")
+
+
+def test_an_interrupted_save_leaves_exactly_the_old_file(tmp_path, monkeypatch):
+    from xrl.agents import trajectories as module
+
+    agent = tiny_agent((4, 10, 10))
+    old = collect_trajectories(agent, "breakout", num_envs=2, num_steps=8, seed=0, progress=False)
+    new = collect_trajectories(agent, "breakout", num_envs=2, num_steps=8, seed=1, progress=False)
+    path = old.save(tmp_path / "traj")
+    assert path.name == "traj.npz"
+    real = np.savez_compressed
+
+    def cut(file, **arrays):  # the writer dies half-way through the archive
+        real(file, **{k: arrays[k] for k in list(arrays)[:3]})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.np, "savez_compressed", cut)
+    with pytest.raises(KeyboardInterrupt):
+        new.save(path)
+    monkeypatch.setattr(module.np, "savez_compressed", real)
+    back = Trajectories.load(path)
+    np.testing.assert_array_equal(back.actions, old.actions)
+    np.testing.assert_array_equal(back.obs, old.obs)
+    assert back.meta == old.meta and sorted(p.name for p in tmp_path.iterdir()) == ["traj.npz"]
+    new.save(path)
+    np.testing.assert_array_equal(Trajectories.load(path).obs, new.obs)

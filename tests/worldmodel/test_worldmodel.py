@@ -209,6 +209,9 @@ def test_checkpoint_round_trip(tmp_path):
     import json
     doc = json.loads((tmp_path / "ck" / "agent.json").read_text())
     (tmp_path / "bad" / "agent.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="'agent.json' differs from the save's manifest.json"):
+        DreamerAgent.load(tmp_path / "bad")
+    (tmp_path / "bad" / "manifest.json").unlink()   # as a save from before manifests: the weights are checked
     with pytest.raises(ValueError, match="shape mismatches"):
         DreamerAgent.load(tmp_path / "bad")
 
@@ -309,11 +312,11 @@ def test_train_resume_and_cpu_config(tmp_path):
     train(cfg, tmp_path / "run", log_every=1000, progress=False)
     assert_same_global_state(before)  # seeded through private generators; no torch.set_num_threads
     import json
-    st = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    st = json.loads((tmp_path / "run" / "checkpoint" / "train_state.json").read_text())
     assert st["counters"]["frame"] == 70 and st["counters"]["updates"] == 5  # frames 30, 40, ..., 70
     cfg2 = MinAtarConfig(**{**cfg.to_dict(), "train_steps": 60})
     train(cfg2, tmp_path / "run", resume=True, log_every=1000, progress=False)
-    st = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    st = json.loads((tmp_path / "run" / "checkpoint" / "train_state.json").read_text())
     assert st["counters"]["frame"] == 90 and st["counters"]["updates"] == 7
     agent = DreamerAgent.load(tmp_path / "run" / "checkpoint")
     assert agent.meta["frames"] == 90
@@ -347,3 +350,91 @@ def test_seed_002_loop_ports_line_by_line(tmp_path):
     finally:
         torch.set_grad_enabled(True)
     assert len(history) == 3 and history[0][1].logit.shape == (4, 5)
+
+
+def _tiny_run_config(train_steps):
+    return MinAtarConfig(**{**TINY, "seed_steps": 30, "train_steps": train_steps, "train_every": 10,
+                            "save_every": 20, "collect_intervals": 1, "slow_target_update": 20})
+
+
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, monkeypatch):
+    from xrl import io
+
+    run = tmp_path / "run"
+    train(_tiny_run_config(40), run, log_every=1000, progress=False)
+    before = _folder_bytes(run / "checkpoint")
+    assert {"agent.safetensors", "agent.json", "train_state.safetensors", "train_state.json",
+            "manifest.json"} == set(before)
+    real = io.atomic_write_bytes
+    for at in range(1, 6):  # each file of the checkpoint, the manifest last
+        calls = {"n": 0}
+
+        def flaky(path, data):
+            if ".checkpoint.xrl-new-" in str(path):
+                calls["n"] += 1
+                if calls["n"] == at:
+                    raise KeyboardInterrupt
+            real(path, data)
+
+        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            train(_tiny_run_config(60), run, resume=True, log_every=1000, progress=False)
+        monkeypatch.setattr(io, "atomic_write_bytes", real)
+        assert _folder_bytes(run / "checkpoint") == before, at    # the agent and its training state, untouched
+    train(_tiny_run_config(60), run, resume=True, log_every=1000, progress=False)
+    assert io.load_json(run / "checkpoint" / "train_state.json")["counters"]["frame"] == 90
+    assert DreamerAgent.load(run / "checkpoint").meta["frames"] == 90
+
+
+def test_runs_saved_in_the_old_layout_still_resume(tmp_path):
+    """Before whole-directory checkpoints, train_state.* sat beside checkpoint/ and the optimiser keys were
+    ``opt.<name>.<index>.<key>``: such a run resumes exactly as the same state in the new layout."""
+    import shutil
+
+    from xrl import io
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    train(_tiny_run_config(40), new, log_every=1000, progress=False)
+    shutil.copytree(new, old)
+    for suffix in ("json", "safetensors"):
+        shutil.move(old / "checkpoint" / f"train_state.{suffix}", old / f"train_state.{suffix}")
+    (old / "checkpoint" / "manifest.json").unlink()
+    tensors = io.load_tensors(old / "train_state.safetensors")
+    renamed = {k.replace(".state.", ".", 1) if k.startswith("opt.") else k: v for k, v in tensors.items()}
+    assert any(k.startswith("opt.model.0.") for k in renamed)
+    io.save_tensors(old / "train_state.safetensors", renamed)
+    a = train(_tiny_run_config(60), new, resume=True, log_every=1000, progress=False)
+    b = train(_tiny_run_config(60), old, resume=True, log_every=1000, progress=False)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert (old / "checkpoint" / "train_state.json").is_file()  # rewritten in the new layout
+
+
+def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, monkeypatch):
+    from xrl import io
+
+    old, new = tiny_agent(seed=1), tiny_agent(seed=2)
+    old.save(tmp_path / "ck", meta={"v": "old"})
+    real = io.atomic_write_bytes
+    for at in (1, 2, 3):  # agent.safetensors, agent.json, manifest.json
+        calls = {"n": 0}
+
+        def flaky(path, data):
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise KeyboardInterrupt
+            real(path, data)
+
+        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            new.save(tmp_path / "ck", meta={"v": "new"})
+        monkeypatch.setattr(io, "atomic_write_bytes", real)
+        back = DreamerAgent.load(tmp_path / "ck")
+        assert back.meta == {"v": "old"} and all(torch.equal(x, y) for x, y in
+                                                 zip(back.state_dict().values(), old.state_dict().values()))
+    new.save(tmp_path / "ck", meta={"v": "new"})
+    assert DreamerAgent.load(tmp_path / "ck").meta == {"v": "new"}

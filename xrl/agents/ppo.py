@@ -9,7 +9,8 @@ see :func:`~xrl.agents.load_sb3_policy`.
 
 Outputs in ``output_dir``: ``progress.csv`` (one row per update), TensorBoard events (if ``tensorboard`` is
 installed), and ``checkpoint/`` (``agent.safetensors`` + ``agent.json``, ``optimizer.safetensors`` +
-``optimizer.json``, ``state.json``), rewritten atomically every ``checkpoint_every`` updates and at the end.
+``optimizer.json``, ``state.json``), rewritten as one transaction (:func:`xrl.io.atomic_directory`: an interruption
+leaves the previous checkpoint) every ``checkpoint_every`` updates and at the end.
 A run restarted with the same ``output_dir`` resumes from that checkpoint (weights, optimizer, step count and the
 learning-rate schedule; environments restart with fresh episodes).
 """
@@ -31,7 +32,7 @@ from .. import io
 from .._utils import init_rng, resolve_device, torch_generator
 from .._validation import check_scalar, error_message
 from ..models.impala import ImpalaCNN
-from .checkpoint import load_agent, save_agent
+from .checkpoint import load_agent, write_agent_files
 from .gae import compute_gae
 
 
@@ -131,21 +132,15 @@ class PPOResult:
     global_step: int
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = optimizer.state_dict()
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            tensors[f"state.{idx}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+def _resumable(ckpt: Path | None) -> bool:
+    """Whether ``ckpt`` holds a complete PPO checkpoint (a save cut between its two renames is repaired first)."""
+    if ckpt is None:
+        return False
+    try:
+        io.verify_directory(ckpt)
+    except FileNotFoundError:
+        return False
+    return (ckpt / "state.json").is_file()
 
 
 def _make_env(config: PPOConfig):
@@ -205,15 +200,15 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
     global_step, update = 0, 0
     ckpt = out / "checkpoint" if out is not None else None
-    if resume and ckpt is not None and (ckpt / "state.json").is_file():
+    if resume and _resumable(ckpt):
         state = io.load_json(ckpt / "state.json")
         loaded = load_agent(ckpt, device=device)
         if tuple(loaded.obs_shape) != obs_shape or loaded.num_actions != num_actions:
             raise ValueError(f"{ckpt}: checkpoint is for observations {loaded.obs_shape} and {loaded.num_actions} "
                              f"actions, this env has {obs_shape} and {num_actions}; use another output_dir")
         io.load_state_strict(agent, loaded.state_dict(), str(ckpt))
-        _load_optimizer(optimizer, io.load_tensors(ckpt / "optimizer.safetensors", device),
-                        io.load_json(ckpt / "optimizer.json"))
+        io.load_optimizer(optimizer, io.load_tensors(ckpt / "optimizer.safetensors", device),
+                          io.load_json(ckpt / "optimizer.json"))
         global_step, update = int(state["global_step"]), int(state["update"])
     generator = torch_generator(config.seed + 7919 * update, device)
 
@@ -232,12 +227,13 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     def save_checkpoint() -> None:
         if ckpt is None:
             return
-        save_agent(ckpt, agent, {"env_id": config.env_id, "env_kwargs": config.env_kwargs,
-                                 "global_step": global_step, "ppo_config": config.to_dict()})
-        tensors, meta = _optimizer_tensors(optimizer)
-        io.save_tensors(ckpt / "optimizer.safetensors", tensors)
-        io.save_json(ckpt / "optimizer.json", meta)
-        io.save_json(ckpt / "state.json", {"global_step": global_step, "update": update})
+        with io.atomic_directory(ckpt) as tmp:  # one transaction: agent, optimizer and counters always agree
+            write_agent_files(tmp, agent, {"env_id": config.env_id, "env_kwargs": config.env_kwargs,
+                                           "global_step": global_step, "ppo_config": config.to_dict()})
+            tensors, meta = io.optimizer_to_tensors(optimizer)      # keys state.<param index>.<name>
+            io.save_tensors(tmp / "optimizer.safetensors", tensors)
+            io.save_json(tmp / "optimizer.json", meta)
+            io.save_json(tmp / "state.json", {"global_step": global_step, "update": update})
 
     # ---- rollout storage: time-major [T, N, ...] on the device ------------------------------------------------
     T, N = config.num_steps, config.num_envs

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .._utils import resolve_device, torch_generator
+from ..io import atomic_file
 from .._validation import check_scalar, error_message
 from ..envs.rollout import ActorCriticPolicy, rollout
 
@@ -85,15 +86,19 @@ class Trajectories:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write a compressed ``.npz`` (schema in the module docstring)."""
+        """Write a compressed ``.npz`` (schema in the module docstring); ``.npz`` is appended to a path without it.
+
+        The file is replaced in one step (:func:`xrl.io.atomic_file`): an interrupted save leaves the previous file.
+        Returns the path written."""
         path = Path(path)
+        path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
         arrays = {k: getattr(self, k) for k in _ARRAY_KEYS}
         if self.objects is not None:
             arrays["objects"] = self.objects
         arrays["meta"] = np.array(json.dumps(self.meta))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)
-        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+        with atomic_file(path) as f:
+            np.savez_compressed(f, **arrays)
+        return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Trajectories":

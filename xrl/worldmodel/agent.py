@@ -1,7 +1,7 @@
 """The DreamerV2-style agent as one module, its checkpoints, the seed's `Evaluator`, and the public-code loader.
 
 Checkpoints are a directory with ``agent.safetensors`` (all weights, keys ``<Module>.<param>``) and ``agent.json``
-(``{"config": ..., "meta": ...}``); nothing is unpickled on load.
+(``{"config": ..., "meta": ...}``), written as one transaction with a manifest; nothing is unpickled on load.
 
 Loading the public PyTorch DreamerV2 ``models_best.pth`` (RajGhugare19/dreamerv2)
 ------------------------------------------------------------------------------------
@@ -39,7 +39,8 @@ from torch import nn
 
 from .._utils import eval_mode, init_rng
 from .._validation import check_scalar, error_message
-from ..io import load_json, load_state_strict, load_tensors, prefixed_state, save_json, save_tensors, strip_prefix
+from ..io import (atomic_directory, load_json, load_state_strict, load_tensors, prefixed_state, save_json, save_tensors,
+                  strip_prefix, verify_directory)
 from .config import MinAtarConfig
 from .networks import ActionModel, DenseModel, ObsDecoder, ObsEncoder
 from .rssm import RSSM, RSSMDiscState
@@ -117,11 +118,20 @@ class DreamerAgent(nn.Module):
     # -- checkpoints ------------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, meta: Mapping[str, Any] | None = None,
              dtype: torch.dtype | None = None) -> Path:
-        """Write ``agent.safetensors`` + ``agent.json`` (config and ``meta``) atomically into ``directory``.
+        """Write ``agent.safetensors`` + ``agent.json`` (config and ``meta``) into ``directory`` as one transaction
+        (:func:`xrl.io.atomic_directory`: an interruption leaves the previous save).
 
         ``dtype=torch.float16`` halves the file (weights are cast back to float32 on `load`).
         """
         directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            self.write_files(tmp, meta, dtype)
+        return directory
+
+    def write_files(self, directory: Path, meta: Mapping[str, Any] | None = None,
+                    dtype: torch.dtype | None = None) -> None:
+        """The two files of `save`, written into ``directory`` (inside a caller's transaction, e.g. the trainer's
+        checkpoint that adds the training state)."""
         tensors = {}
         for name in MODULE_NAMES + ("TargetValueModel",):
             tensors.update(prefixed_state(name, getattr(self, name)))
@@ -130,13 +140,17 @@ class DreamerAgent(nn.Module):
         save_tensors(directory / "agent.safetensors", tensors)
         save_json(directory / "agent.json", {"format": "xrl.worldmodel.DreamerAgent/1", "config": self.config.to_dict(),
                                             "meta": dict(meta or {})})
-        return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: Any = "cpu") -> "DreamerAgent":
-        """Inverse of `save`; strict (missing/unexpected keys and shape mismatches are errors)."""
+        """Inverse of `save`; strict (missing/unexpected keys and shape mismatches are errors), checks the save's
+        manifest (saves made before manifests existed load as they are) and does not consume the global RNG."""
         directory = Path(directory)
+        verify_directory(directory)
         doc = load_json(directory / "agent.json")
+        if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+            raise ValueError(f"{directory / 'agent.json'}: expected an xrl DreamerAgent config with a 'config' entry, "
+                             f"got {sorted(doc) if isinstance(doc, dict) else type(doc).__name__}; re-save the agent")
         with init_rng():  # the weights are overwritten: building must not consume the caller's RNG
             agent = cls(MinAtarConfig.from_dict(doc["config"]))
         agent.meta = doc.get("meta", {})

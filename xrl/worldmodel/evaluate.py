@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from ..io import load_json
 from .agent import DreamerAgent, evaluate, random_returns
+from .train import training_state_dir
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,9 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         res["agent_greedy"] = strip(evaluate(agent, make_env, args.episodes, args.seed, greedy=True))
     res["random"] = strip(random_returns(make_env(), args.episodes, args.seed))
     if args.export:
-        run_dir = Path(args.checkpoint).parent
-        state = run_dir / "train_state.json"
-        counters = json.loads(state.read_text())["counters"] if state.is_file() else {}
+        state_dir = training_state_dir(Path(args.checkpoint).parent)
+        counters = load_json(state_dir / "train_state.json")["counters"] if state_dir is not None else {}
         meta = dict(getattr(agent, "meta", {}))
         meta.update({"eval": res, "training_command": args.command,
                      "frames": counters.get("frame", meta.get("frames")),

@@ -1,8 +1,10 @@
 """Train a DreamerV2-style agent on a MinAtar game (CleanRL-style: config, seeding, the loop in algorithm order).
 
 Run ``python -m xrl.worldmodel.train --help``. The run directory holds ``checkpoint/`` (the agent, loadable with
-`DreamerAgent.load`), ``train_state.*`` (optimisers, replay buffer, counters, RNG states: ``--resume`` continues
-exactly where the last checkpoint left off, except that the interrupted episode restarts) and ``progress.jsonl``.
+`DreamerAgent.load`, and ``train_state.*``: optimisers, replay buffer, counters, RNG states; written as one
+transaction, so an interrupted save leaves the previous checkpoint; ``--resume`` continues exactly where the last
+checkpoint left off, except that the interrupted episode restarts), ``config.json`` and ``progress.jsonl``. Runs
+written before the checkpoint became one transaction (``train_state.*`` beside ``checkpoint/``) still resume.
 
 Time alignment (Hafner et al.): step ``t`` of the buffer holds ``o_t``, the action ``a_{t-1}`` that led to it, the
 reward ``r_t`` received on arriving at ``o_t``, ``term_t`` (``o_t`` is terminal) and ``first_t`` (``o_t`` follows a
@@ -25,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from .._utils import init_rng
-from ..io import load_json, load_tensors, save_json, save_tensors
+from ..io import (atomic_directory, load_json, load_optimizer, load_tensors, optimizer_to_tensors, save_json,
+                  save_tensors, verify_directory)
 from .agent import DreamerAgent, evaluate
 from .config import MinAtarConfig, cpu_config
 from .rssm import RSSMDiscState, detach_state, kl_balance_loss, map_state
@@ -216,39 +219,50 @@ class Trainer:
                 tp.mul_(1 - f).add_(f * p)
 
 
-# -- optimiser state <-> safetensors + JSON -------------------------------------------------------------------------
-def _optimizer_to_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{name}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _optimizer_from_flat(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    prefix = f"opt.{name}."
-    for key, v in tensors.items():
-        if key.startswith(prefix):
-            pid, k = key[len(prefix):].split(".", 1)
-            state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+# -- checkpoints: the agent and the training state, one transaction ------------------------------------------------
+TRAIN_STATE = "train_state"
 
 
 def save_training_state(run_dir: Path, agent: DreamerAgent, trainer: Trainer, buffer: ReplayBuffer,
                         counters: dict[str, Any], rng: np.random.Generator, gen: torch.Generator) -> None:
-    """Checkpoint everything needed to resume (agent first, then the training state that refers to it)."""
-    agent.save(run_dir / "checkpoint", meta={"frames": counters["frame"], "updates": counters["updates"]})
+    """Checkpoint everything needed to resume into ``run_dir/checkpoint`` as one transaction
+    (:func:`xrl.io.atomic_directory`): the agent (``agent.*``, loadable with `DreamerAgent.load`) and the training
+    state (``train_state.*``: optimisers, replay buffer, counters, RNG states) always belong to the same step."""
     tensors, meta = buffer.state_tensors(), {}
     for name, opt in trainer.optimizers().items():
-        t, m = _optimizer_to_flat(name, opt)
+        t, m = optimizer_to_tensors(opt, prefix=f"opt.{name}.")   # keys opt.<name>.state.<param index>.<key>
         tensors.update(t)
         meta[name] = m
     tensors["torch_generator"] = gen.get_state()
-    save_tensors(run_dir / "train_state.safetensors", tensors)
-    save_json(run_dir / "train_state.json", {"counters": counters, "optimizers": meta, "buffer_size": buffer.size,
-                                             "buffer_ptr": buffer.ptr, "numpy_rng": rng.bit_generator.state})
+    with atomic_directory(run_dir / "checkpoint") as tmp:
+        agent.write_files(tmp, meta={"frames": counters["frame"], "updates": counters["updates"]})
+        save_tensors(tmp / f"{TRAIN_STATE}.safetensors", tensors)
+        save_json(tmp / f"{TRAIN_STATE}.json", {"counters": counters, "optimizers": meta, "buffer_size": buffer.size,
+                                                "buffer_ptr": buffer.ptr, "numpy_rng": rng.bit_generator.state})
+
+
+def training_state_dir(run_dir: str | Path) -> Path | None:
+    """Where ``run_dir``'s training state is: ``checkpoint/`` (this version), ``run_dir`` itself (runs written
+    before the checkpoint became one transaction, whose ``train_state.*`` sat beside ``checkpoint/``), or None."""
+    run_dir = Path(run_dir)
+    try:
+        verify_directory(run_dir / "checkpoint")  # repairs a save cut between its two renames
+    except FileNotFoundError:
+        return None
+    for folder in (run_dir / "checkpoint", run_dir):
+        if (folder / f"{TRAIN_STATE}.json").is_file():
+            return folder
+    return None
+
+
+def _load_optimizer_state(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                          meta: dict) -> None:
+    """Restore optimiser ``name``; runs saved before xrl.io's serializer used the keys ``opt.<name>.<index>.<key>``."""
+    prefix = f"opt.{name}."
+    if not any(k.startswith(prefix + "state.") for k in tensors):   # the old layout: convert the keys
+        tensors = {prefix + "state." + k[len(prefix):]: v for k, v in tensors.items()
+                   if k.startswith(prefix) and k[len(prefix):].split(".", 1)[0].isdigit()}
+    load_optimizer(opt, tensors, meta, prefix=prefix)
 
 
 def _log(run_dir: Path, record: dict[str, Any]) -> None:
@@ -269,7 +283,8 @@ def train(config: MinAtarConfig, run_dir: str | Path, *, resume: bool = False, d
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = config
-    resuming = resume and (run_dir / "train_state.json").is_file()
+    state_dir = training_state_dir(run_dir) if resume else None
+    resuming = state_dir is not None
     if resuming:  # the run's own config wins, except for the training length (so a run can be extended)
         saved_cfg = MinAtarConfig.from_dict(load_json(run_dir / "checkpoint" / "agent.json")["config"])
         cfg = dataclasses.replace(saved_cfg, train_steps=config.train_steps)
@@ -287,13 +302,13 @@ def train(config: MinAtarConfig, run_dir: str | Path, *, resume: bool = False, d
     buffer = ReplayBuffer(min(cfg.capacity, cfg.train_steps + cfg.seed_steps + 10), cfg.obs_shape, cfg.action_size)
     counters = {"frame": 0, "updates": 0, "episodes": 0, "seconds": 0.0, "returns": []}
     if resuming:
-        st = load_json(run_dir / "train_state.json")
+        st = load_json(state_dir / f"{TRAIN_STATE}.json")
         loaded = DreamerAgent.load(run_dir / "checkpoint", device)
         agent.load_state_dict(loaded.state_dict())
         agent.train()
-        tensors = load_tensors(run_dir / "train_state.safetensors")
+        tensors = load_tensors(state_dir / f"{TRAIN_STATE}.safetensors")
         for name, opt in trainer.optimizers().items():
-            _optimizer_from_flat(name, opt, tensors, st["optimizers"][name])
+            _load_optimizer_state(name, opt, tensors, st["optimizers"][name])
         if st["buffer_size"] > buffer.capacity:
             raise ValueError(f"resume: the saved buffer holds {st['buffer_size']} steps, more than the capacity "
                              f"{buffer.capacity} for train_steps={cfg.train_steps}; resume with at least the same "
