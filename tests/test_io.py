@@ -179,3 +179,23 @@ def test_optimizer_round_trip_continues_identically():
         io.load_optimizer(opt2, tensors, {}, prefix="a.")
     with pytest.raises(ValueError, match="parameter groups of sizes"):
         io.load_optimizer(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]), tensors, meta, prefix="a.")
+
+
+def test_tied_weights_are_saved_and_tied_again(tmp_path):
+    def tied():
+        net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+        net[2].weight = net[0].weight  # e.g. an autoencoder whose decoder reuses the encoder's weights
+        return net
+
+    torch.manual_seed(0)
+    model = tied()
+    io.save_module(tmp_path, "ae", model, {"tied": True})       # safetensors alone refuses shared tensors
+    cfg, state = io.load_module_state(tmp_path, "ae")
+    other = tied()
+    io.load_state_strict(other, state, "ae")
+    x = torch.randn(3, 4)
+    assert torch.equal(other(x), model(x)) and other[2].weight is other[0].weight
+    io.save_tensors(tmp_path / "view.safetensors", {"w": model[0].weight.detach(), "row": model[0].weight[0].detach()})
+    assert torch.equal(io.load_tensors(tmp_path / "view.safetensors")["row"], model[0].weight[0])
+    with pytest.raises(TypeError, match=r"tensors\['x'\]: expected a torch.Tensor, got ndarray"):
+        io.save_tensors(tmp_path / "bad.safetensors", {"x": np.zeros(2)})

@@ -36,3 +36,19 @@ def test_init_rng_seeds_construction_like_manual_seed_and_leaves_the_global_rng(
             nn.Linear(2, 2)
             raise ValueError("boom")
     assert torch.equal(torch.random.get_rng_state(), before)    # restored after an error too
+
+
+def test_check_scalar_accepts_numpy_numbers_and_names_the_argument():
+    import numpy as np
+
+    from xrl._validation import check_scalar
+
+    check_scalar("batch_size", np.int64(8), int, low=1)
+    check_scalar("lr", np.float32(0.1), float, low=0)
+    check_scalar("seed", np.int32(3), (int, float))
+    with pytest.raises(TypeError, match=r"batch_size: expected an int, got 8\.0"):
+        check_scalar("batch_size", 8.0, int)
+    with pytest.raises(TypeError, match="flag: expected an int or a float, got True"):
+        check_scalar("flag", np.bool_(True))
+    with pytest.raises(ValueError, match="steps: expected a value >= 1, got 0"):
+        check_scalar("steps", np.int64(0), int, low=1)

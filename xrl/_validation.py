@@ -31,12 +31,18 @@ def check_type(name: str, value: Any, types: type | tuple[type, ...], expected: 
         raise TypeError(error_message(name, names, type(value).__name__))
 
 
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def check_scalar(name: str, value: Any, kind: type | tuple[type, ...] = (int, float), *, low: float | None = None,
                  high: float | None = None, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
-    """Check a number's type and range; bools are not numbers here."""
-    if isinstance(value, bool) or not isinstance(value, kind):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        raise TypeError(error_message(name, "a " + " or ".join(k.__name__ for k in kinds), value))
+    """Check a number's type and range; bools are not numbers here. numpy integers count as ``int`` and numpy
+    floating-point numbers as ``float`` (values read from arrays are numpy scalars)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    accepted = kinds + ((np.integer,) if int in kinds else ()) + ((np.floating,) if float in kinds else ())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, accepted):
+        raise TypeError(error_message(name, " or ".join(_article(k.__name__) for k in kinds), value))
     if not np.isfinite(value):
         raise ValueError(error_message(name, "a finite number", value))
     if low is not None and (value < low or (value == low and not low_inclusive)):

@@ -89,8 +89,21 @@ def load_json(path: PathLike) -> dict[str, Any]:
 
 
 def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Save a flat name -> tensor mapping (tensors are made contiguous and moved to CPU first)."""
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    """Save a flat name -> tensor mapping (tensors are made contiguous and moved to CPU first).
+
+    Tensors that share memory (tied weights, a view saved beside its base) are written as separate copies, which
+    safetensors requires; loading them into a module with tied parameters ties them again."""
+    flat, seen = {}, set()
+    for k, v in tensors.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"tensors[{k!r}]: expected a torch.Tensor, got {type(v).__name__}")
+        t = v.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        if ptr is not None and ptr in seen:
+            t = t.clone()
+        elif ptr is not None:
+            seen.add(ptr)
+        flat[k] = t
     atomic_write_bytes(path, _st_save_bytes(flat, metadata=dict(metadata) if metadata else None))
 
 
