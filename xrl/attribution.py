@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from xrl._utils import resolve_device
-from xrl._validation import check_scalar, error_message
+from xrl._utils import eval_mode, resolve_device
+from xrl._validation import check_finite, check_scalar, error_message
 from xrl.hooks import INPUT, capture, first_tensor, patch, resolve_layer_name
 
 __all__ = ["integrated_gradients", "layer_activations", "to_tensor"]
@@ -51,6 +51,7 @@ def to_tensor(name: str, x: Any, device: torch.device) -> tuple[torch.Tensor, bo
         t = t.float()   # uint8 frames stay uint8: models such as xrl's ImpalaCNN scale them by 1/255 themselves
     if t.ndim < 2 or t.shape[0] == 0:
         raise ValueError(error_message(name, "a non-empty batch [B, ...]", t))
+    check_finite(name, t)
     return t.to(device), is_numpy
 
 
@@ -65,9 +66,12 @@ def _forward_error(exc: Exception, obs: torch.Tensor, model: nn.Module) -> Value
 
 
 def layer_activations(model: nn.Module, layer: str, obs: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """Activations of ``layer`` (or the model output if ``layer is None``) for ``obs``, in batches, without grad."""
+    """Activations of ``layer`` (or the model output if ``layer is None``) for ``obs``, in batches, without grad.
+
+    The model runs in eval mode (every submodule's own mode is restored afterwards, also after an error, and
+    BatchNorm statistics are not updated)."""
     outs = []
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         for chunk in obs.split(batch_size):
             if layer is None:
                 try:
@@ -94,7 +98,7 @@ def _score(out: torch.Tensor, score_fn: Callable | None, batch: int) -> torch.Te
 
 def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | None = None, *,
                          score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None, n_steps: int = 10,
-                         batch_size: int = 1024, device: Any = None):
+                         batch_size: int = 1024, device: Any = None, progress: bool = False):
     """Integrated gradients of an output score with respect to a layer's activations (zero-activation baseline).
 
     Parameters
@@ -115,10 +119,15 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
         Rows (observations x steps) per forward pass.
     device : optional
         Default: the model's device.
+    progress : bool, default False
+        Show a progress bar (observations done).
 
     Returns
     -------
     Attributions with the layer's activation shape [B, ...] (float32), or the input gradient for ``layer="input"``.
+
+    The model runs in eval mode (every submodule's own mode is restored afterwards, also after an error, and
+    BatchNorm statistics are not updated); the parameters' gradients are not touched.
     """
     check_scalar("n_steps", n_steps, int, low=1)
     check_scalar("batch_size", batch_size, int, low=1)
@@ -127,6 +136,15 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
     if output is not None:
         resolve_layer_name(model, output)
     x, is_numpy = to_tensor("obs", obs, dev)
+    from tqdm.auto import tqdm
+
+    with eval_mode(model), tqdm(total=x.shape[0], disable=not progress, unit="obs", desc="attributions") as bar:
+        res = _integrated_gradients(model, x, layer, layer_name, output, score_fn, n_steps, batch_size, dev, bar)
+    return res.cpu().numpy() if is_numpy else res
+
+
+def _integrated_gradients(model, x, layer, layer_name, output, score_fn, n_steps, batch_size, dev, bar):
+    """The computation of `integrated_gradients` (arguments checked, model in eval mode)."""
     B = x.shape[0]
 
     def scored(inp: torch.Tensor, rows: int | None = None) -> torch.Tensor:
@@ -153,8 +171,8 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
                     raise _forward_error(exc, x, model) from exc
                 (g,) = torch.autograd.grad(s, leaf)
             grads.append(g)
-        res = torch.cat(grads)
-        return res.cpu().numpy() if is_numpy else res
+            bar.update(len(chunk))
+        return torch.cat(grads)
 
     acts = layer_activations(model, layer, x, batch_size=batch_size)   # [B, *A]
     alphas = torch.arange(1, n_steps + 1, device=dev, dtype=acts.dtype) / n_steps
@@ -194,5 +212,5 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
                 raise ValueError(error_message("output", f"an output that depends on layer {layer!r}", output,
                                                "choose a layer before the scored output"))
             grad_sum[o:o + b] += g.reshape((s, b) + a.shape[1:]).sum(0)
-    res = acts * grad_sum / n_steps
-    return res.cpu().numpy() if is_numpy else res
+        bar.update(b)
+    return acts * grad_sum / n_steps

@@ -24,7 +24,9 @@ Example
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -476,6 +478,60 @@ class NMF:
             return W @ self._components.to(device=W.device, dtype=W.dtype)
         W = np.asarray(W)
         return W @ self._components.cpu().numpy().astype(W.dtype, copy=False)
+
+    # ------------------------------------------------------------------ persistence
+    _PARAMS = ("n_components", "max_iter", "tol", "init", "seed", "inner_iter", "extrapolate", "init_subsample",
+               "verbose")
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The fitted NMF as tensors (``components``) and JSON (parameters and fit statistics), for :meth:`save` or
+        a caller's own save (e.g. :meth:`xrl.vision.LayerNMF.save`); the inverse is :meth:`from_state`."""
+        check_is_fitted(self, "components_")
+        config = {"class": "xrl.nmf.NMF", "params": {k: getattr(self, k) for k in self._PARAMS},
+                  "device": None if self.device is None else str(self.device),
+                  "components_kind": "numpy" if isinstance(self.components_, np.ndarray) else "tensor",
+                  "reconstruction_err_": self.reconstruction_err_, "n_iter_": self.n_iter_,
+                  "n_iter_subsample_": self.n_iter_subsample_, "loss_history_": list(self.loss_history_)}
+        return {"components": self._components.detach().cpu()}, config
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], config: dict[str, Any], what: str = "NMF") -> "NMF":
+        """Rebuild a fitted NMF from :meth:`state`'s output (ValueError naming ``what`` when it is incomplete)."""
+        params = config.get("params") if isinstance(config, dict) else None
+        if config.get("class") != "xrl.nmf.NMF" or not isinstance(params, dict) or "components" not in tensors:
+            raise ValueError(f"{what}: not a saved xrl NMF (expected class 'xrl.nmf.NMF', 'params' and the "
+                             "'components' tensor); re-save it with NMF.save")
+        nmf = cls(**{k: params[k] for k in cls._PARAMS if k in params}, device=config.get("device"))
+        nmf._validate()
+        H = tensors["components"]
+        nmf._components = H
+        nmf.components_ = H.numpy() if config.get("components_kind", "numpy") == "numpy" else H
+        nmf.reconstruction_err_ = config.get("reconstruction_err_")
+        nmf.n_iter_ = config.get("n_iter_")
+        nmf.n_iter_subsample_ = config.get("n_iter_subsample_", 0)
+        nmf.loss_history_ = list(config.get("loss_history_", []))
+        return nmf
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted NMF to the directory ``path`` (``nmf.safetensors`` + ``nmf.json``) as one transaction
+        (:func:`xrl.io.atomic_directory`); :meth:`load` reads it back. Tensor components come back on the CPU."""
+        from xrl import io
+
+        tensors, config = self.state()
+        path = Path(path)
+        with io.atomic_directory(path) as tmp:
+            io.save_tensors(tmp / "nmf.safetensors", tensors)
+            io.save_json(tmp / "nmf.json", config)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "NMF":
+        """Read an NMF written by :meth:`save` (manifest checked, nothing unpickled); ``transform`` works at once."""
+        from xrl import io
+
+        path = Path(path)
+        io.verify_directory(path)
+        return cls.from_state(io.load_tensors(path / "nmf.safetensors"), io.load_json(path / "nmf.json"), str(path))
 
     def __repr__(self) -> str:
         return (f"NMF(n_components={self.n_components}, max_iter={self.max_iter}, tol={self.tol}, init={self.init!r}, "

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import io
+from .._utils import eval_mode
 
 
 def train_model(model: nn.Module, X: np.ndarray, y: np.ndarray | None = None, *, epochs: int = 1,
@@ -59,11 +60,9 @@ def load_or_train(model: nn.Module, path: str | Path, fit: Callable[[], object])
 @torch.no_grad()
 def predict_batched(model: nn.Module, X: np.ndarray, batch_size: int = 1000,
                     device: torch.device | str | None = None) -> np.ndarray:
-    """Run ``model`` over ``X`` in batches (eval mode, no gradients) and return numpy."""
+    """Run ``model`` over ``X`` in batches (eval mode, every submodule's mode restored; no gradients) -> numpy."""
     device = device or next(model.parameters()).device
-    was = model.training
-    model.eval()
-    out = [model(torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size])).to(device)).cpu().numpy()
-           for i in range(0, len(X), batch_size)]
-    model.train(was)
+    with eval_mode(model):
+        out = [model(torch.from_numpy(np.ascontiguousarray(X[i:i + batch_size])).to(device)).cpu().numpy()
+               for i in range(0, len(X), batch_size)]
     return np.concatenate(out)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xrl._utils import resolve_device
+from xrl._utils import eval_mode, resolve_device
 from xrl._validation import check_scalar, error_message
 from xrl.attribution import integrated_gradients, layer_activations, to_tensor
 from xrl.hooks import INPUT, first_tensor, resolve_layer_name
@@ -30,7 +30,8 @@ def _check_obs(model: nn.Module, obs: torch.Tensor) -> None:
 
 
 def get_acts(model: nn.Module, layer: str, obs: Any, *, batch_size: int = 512, device: Any = None):
-    """Activations of ``layer`` for ``obs`` [B, C, H, W], batched, without gradients.
+    """Activations of ``layer`` for ``obs`` [B, C, H, W], batched, without gradients, with the model in eval mode
+    (every submodule's own mode is restored afterwards, also after an error; BatchNorm statistics are not updated).
 
     ``layer`` may be any submodule name (dotted or underscore), e.g. ``"fc_value"`` to read the value estimates; a
     ``[B, 1]`` output is returned as ``[B]`` (so ``f"{v:.3f}" for v in get_acts(model, "fc_value", obs)`` works, as in
@@ -49,19 +50,21 @@ def get_acts(model: nn.Module, layer: str, obs: Any, *, batch_size: int = 512, d
 
 def get_attr(model: nn.Module, output: str | None, layer: str, obs: Any, integrate_steps: int = 10, *,
              score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_size: int = 512,
-             device: Any = None):
+             device: Any = None, progress: bool = False):
     """Integrated-gradient attribution of ``output`` (e.g. ``"fc_value"``) to ``layer``'s activations.
 
     lucid semantics: the baseline is ZERO ACTIVATIONS AT ``layer``; right Riemann sum with ``integrate_steps`` steps
     (alphas 1/n ... 1); ``layer="input"`` gives the plain gradient. ``score_fn`` reduces a multi-element output to one
     score per observation (keep the batch dimension), e.g. ``lambda logits: logits[:, 2]``.
     Returns the layer's layout ``[B, C, H, W]`` (numpy in -> numpy out). See :func:`xrl.attribution.integrated_gradients`.
+    The model runs in eval mode (modes restored afterwards, BatchNorm statistics untouched). ``progress=True`` shows
+    a progress bar (observations done).
     """
     dev = resolve_device(device, model)
     x, is_numpy = to_tensor("obs", obs, dev)
     _check_obs(model, x)
     res = integrated_gradients(model, x, layer, output, score_fn=score_fn, n_steps=integrate_steps,
-                               batch_size=batch_size, device=dev)
+                               batch_size=batch_size, device=dev, progress=progress)
     return res.cpu().numpy() if is_numpy else res
 
 
@@ -90,8 +93,14 @@ def receptive_field(model: nn.Module, layer: str, obs_shape: tuple[int, ...], *,
     The input is padded by ``canvas_pad`` pixels per side (the forward pass stops at ``layer``, so later layers may
     require the original size), the gradient of one central unit's channels with respect to ``n_probe`` random inputs
     marks its receptive field, and the shift between two neighbouring units gives the stride.
-    Falls back to input size / activation size (lucid) when the model cannot take the canvas.
+    Falls back to input size / activation size (lucid) when the model cannot take the canvas. The model runs in eval
+    mode (modes restored afterwards); the probes come from a generator seeded with ``seed``.
     """
+    with eval_mode(model):
+        return _receptive_field(model, layer, obs_shape, device, canvas_pad, n_probe, seed)
+
+
+def _receptive_field(model, layer, obs_shape, device, canvas_pad, n_probe, seed) -> ReceptiveField:
     dev = resolve_device(device, model)
     C, H, W = obs_shape
     name = resolve_layer_name(model, layer)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xrl._utils import eval_mode
 from xrl._validation import error_message, suggest
 from xrl.hooks import first_tensor, resolve_layer_name
 
@@ -86,7 +87,8 @@ class ParameterEditor:
 
 
 def find_consumer(model: nn.Module, layer: str, example_obs: torch.Tensor) -> str:
-    """The Conv2d/Linear module whose input is exactly ``layer``'s output (same storage), found by one forward pass."""
+    """The Conv2d/Linear module whose input is exactly ``layer``'s output (same storage), found by one forward pass
+    (eval mode, modes restored, no gradients)."""
     name = resolve_layer_name(model, layer)
     src = model.get_submodule(name)
     seen: dict[str, Any] = {}
@@ -107,7 +109,7 @@ def find_consumer(model: nn.Module, layer: str, example_obs: torch.Tensor) -> st
         for mname, m in model.named_modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)) and mname != name:
                 handles.append(m.register_forward_pre_hook(make_in_hook(mname)))
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(example_obs)
     finally:
         for h in handles:

@@ -6,6 +6,8 @@ positive and negative parts of the integrated-gradient attributions of that outp
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,13 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrl._utils import resolve_device
+from xrl import io
+from xrl._utils import eval_mode, resolve_device
 from xrl._validation import check_scalar, error_message
 from xrl.attribution import to_tensor
+from xrl.hooks import resolve_layer_name
 from xrl.nmf import NMF
 from xrl.render.fv import direction, fourier_image, jitter, l2, pixel_image, render_vis
 from xrl.render.images import observation_rgb
-from xrl.vision.core import _check_obs, get_acts, get_attr, receptive_field
+from xrl.vision.core import ReceptiveField, _check_obs, get_acts, get_attr, receptive_field
 
 __all__ = ["LayerNMF", "argmax_nd"]
 
@@ -82,6 +86,12 @@ class LayerNMF:
     seed : int, default 0
     device : optional
         Default: the model's device.
+    progress : bool, default True
+        Show a progress bar over the fitting stages (and the attributions, the long part, observation by
+        observation).
+
+    The model runs in eval mode while fitting (every submodule's own mode is restored afterwards, also after an
+    error; BatchNorm statistics are not updated). :meth:`save` / :meth:`load` keep a fitted LayerNMF.
 
     Attributes
     ----------
@@ -95,7 +105,16 @@ class LayerNMF:
 
     def __init__(self, model: nn.Module, layer: str, observations: Any, features: int | None = 8, *,
                  attr_layer_name: str | None = None, attr_opts: dict | None = None, obs_full: Any = None,
-                 batch_size: int = 256, nmf_kwargs: dict | None = None, seed: int = 0, device: Any = None):
+                 batch_size: int = 256, nmf_kwargs: dict | None = None, seed: int = 0, device: Any = None,
+                 progress: bool = True):
+        from tqdm.auto import tqdm
+
+        if not isinstance(model, nn.Module):
+            raise TypeError(error_message("model", "a torch.nn.Module", type(model).__name__))
+        check_scalar("batch_size", batch_size, int, low=1)
+        check_scalar("seed", seed, int)
+        if features is not None:
+            check_scalar("features", features, int, low=1)
         self.model = model
         self.layer = layer
         self.layer_name = layer
@@ -108,46 +127,147 @@ class LayerNMF:
         _check_obs(model, obs_t)
         self.obs_shape = tuple(obs_t.shape[1:])
         self.observations = obs_t.cpu().numpy()
-        acts = _to_nhwc(get_acts(model, layer, self.observations, batch_size=batch_size, device=self.device))
-        if acts.ndim != 4:
-            raise ValueError(error_message("layer", "a convolutional layer with [B, C, H, W] activations", layer,
-                                           f"its output has shape {acts.shape}"))
-        self.acts = acts                                                 # [N, h, w, C]
-        C = acts.shape[-1]
+        stages = 3 + (features is not None and attr_layer_name is not None)
+        # the model runs in eval mode throughout (every submodule's own mode is restored, also after an error)
+        with eval_mode(model), tqdm(total=stages, disable=not progress, desc="LayerNMF") as bar:
+            bar.set_postfix_str("activations")
+            acts = _to_nhwc(get_acts(model, layer, self.observations, batch_size=batch_size, device=self.device))
+            if acts.ndim != 4:
+                raise ValueError(error_message("layer", "a convolutional layer with [B, C, H, W] activations", layer,
+                                               f"its output has shape {acts.shape}"))
+            bar.update(1)
+            self.acts = acts                                                 # [N, h, w, C]
+            self._fit(acts, attr_opts, nmf_kwargs, bar, progress)
+            bar.set_postfix_str("receptive field")
+            self.receptive_field = receptive_field(model, layer, self.obs_shape, device=self.device)
+            bar.update(1)
+        self._set_obs_full(obs_full)
+        self._pad = 0
+        self._padded = None
+
+    def _fit(self, acts: np.ndarray, attr_opts: dict | None, nmf_kwargs: dict | None, bar, progress: bool) -> None:
+        """NMF directions of the activations ``[N, h, w, C]`` (or of the attributions to them)."""
+        C, features = acts.shape[-1], self.features
         if features is None:
             self.nmf = None
             self.channel_dirs = np.eye(C, dtype=np.float32)
             self.acts_reduced = acts.copy()
-        else:
-            check_scalar("features", features, int, low=1)
-            kw = dict(nmf_kwargs or {})
-            kw.setdefault("seed", seed)
-            self.nmf = NMF(features, **kw)
-            if attr_layer_name is None:
-                flat = acts.reshape(-1, C)                               # [N, h, w, C] -> [N*h*w, C]
-                if flat.min() >= 0:
-                    self.acts_reduced = self.nmf.fit_transform(flat).reshape(acts.shape[:-1] + (features,))
-                else:   # signed activations (residual sums): factorise positive and negative parts together
-                    self.nmf.fit(np.concatenate([np.maximum(flat, 0), np.maximum(-flat, 0)], 0))
-                    self.acts_reduced = self._reduce(acts)
-            else:
-                opts = {"integrate_steps": 10, **(attr_opts or {})}
-                attrs = _to_nhwc(get_attr(model, attr_layer_name, layer, self.observations, batch_size=batch_size,
-                                          device=self.device, **opts))
-                self.attrs = attrs
-                signed = np.concatenate([np.maximum(attrs, 0), np.maximum(-attrs, 0)], 0).reshape(-1, C)
-                self.nmf.fit(signed)                                     # [2*N*h*w, C]
+            bar.update(1)
+            return
+        kw = dict(nmf_kwargs or {})
+        kw.setdefault("seed", self.seed)
+        self.nmf = NMF(features, **kw)
+        if self.attr_layer_name is None:
+            bar.set_postfix_str("NMF")
+            flat = acts.reshape(-1, C)                                       # [N, h, w, C] -> [N*h*w, C]
+            if flat.min() >= 0:
+                self.acts_reduced = self.nmf.fit_transform(flat).reshape(acts.shape[:-1] + (features,))
+            else:   # signed activations (residual sums): factorise positive and negative parts together
+                self.nmf.fit(np.concatenate([np.maximum(flat, 0), np.maximum(-flat, 0)], 0))
                 self.acts_reduced = self._reduce(acts)
-            self.channel_dirs = np.asarray(self.nmf.components_, dtype=np.float32)
+        else:
+            bar.set_postfix_str("attributions")
+            opts = {"integrate_steps": 10, **(attr_opts or {})}
+            attrs = _to_nhwc(get_attr(self.model, self.attr_layer_name, self.layer, self.observations,
+                                      batch_size=self.batch_size, device=self.device, progress=progress, **opts))
+            self.attrs = attrs
+            bar.update(1)
+            bar.set_postfix_str("NMF")
+            signed = np.concatenate([np.maximum(attrs, 0), np.maximum(-attrs, 0)], 0).reshape(-1, C)
+            self.nmf.fit(signed)                                             # [2*N*h*w, C]
+            self.acts_reduced = self._reduce(acts)
+        self.channel_dirs = np.asarray(self.nmf.components_, dtype=np.float32)
+        bar.update(1)
+
+    def _set_obs_full(self, obs_full: Any) -> None:
         full = self.observations if obs_full is None else np.asarray(obs_full)
         self.obs_full = full
         self.obs_rgb = observation_rgb(full, layout="chw" if full.shape[1:] == self.obs_shape else None)  # [N,H,W,3]
         if self.obs_rgb.shape[:3] != (len(self.observations),) + self.obs_shape[1:]:
             raise ValueError(error_message("obs_full", f"images with N={len(self.observations)} and H x W = "
                                            f"{self.obs_shape[1]} x {self.obs_shape[2]}", full))
-        self.receptive_field = receptive_field(model, layer, self.obs_shape, device=self.device)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted directions and the arrays they were fitted on to the directory ``path``
+        (``layer_nmf.safetensors`` + ``layer_nmf.json``) as one transaction (:func:`xrl.io.atomic_directory`).
+
+        The model is not saved (save it with its own saver); :meth:`load` takes it back and checks that it is the
+        one the directions were fitted with."""
+        tensors = {"observations": self.observations, "acts": self.acts, "acts_reduced": self.acts_reduced,
+                   "channel_dirs": self.channel_dirs}
+        if getattr(self, "attrs", None) is not None:
+            tensors["attrs"] = self.attrs
+        separate_full = self.obs_full is not self.observations
+        if separate_full:
+            tensors["obs_full"] = self.obs_full
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
+        rf = self.receptive_field
+        config = {"class": "xrl.vision.LayerNMF", "layer": self.layer, "features": self.features,
+                  "attr_layer_name": self.attr_layer_name, "batch_size": self.batch_size, "seed": self.seed,
+                  "obs_shape": list(self.obs_shape), "obs_full": separate_full,
+                  "receptive_field": {"stride": list(rf.stride), "offset": list(rf.offset), "size": list(rf.size),
+                                      "measured": rf.measured}}
+        if self.nmf is not None:
+            nmf_tensors, config["nmf"] = self.nmf.state()
+            tensors.update({f"nmf.{k}": v for k, v in nmf_tensors.items()})
+        path = Path(path)
+        with io.atomic_directory(path) as tmp:
+            io.save_tensors(tmp / "layer_nmf.safetensors", tensors)
+            io.save_json(tmp / "layer_nmf.json", config)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: nn.Module, *, device: Any = None, check: bool = True
+             ) -> "LayerNMF":
+        """Read a LayerNMF written by :meth:`save`, attached to ``model`` (manifest checked, nothing unpickled).
+
+        With ``check`` (default), the activations of the layer for the first saved observations are recomputed and
+        must match the saved ones: a different model (or changed weights) raises ``ValueError`` instead of
+        explaining the wrong network."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(error_message("model", "a torch.nn.Module", type(model).__name__))
+        path = Path(path)
+        io.verify_directory(path)
+        config = io.load_json(path / "layer_nmf.json")
+        tensors = io.load_tensors(path / "layer_nmf.safetensors")
+        needed = {"observations", "acts", "acts_reduced", "channel_dirs"}
+        if config.get("class") != "xrl.vision.LayerNMF" or not needed <= set(tensors):
+            raise ValueError(f"{path}: not a saved xrl LayerNMF (expected class 'xrl.vision.LayerNMF' and the "
+                             f"arrays {sorted(needed)}); re-save it with LayerNMF.save")
+        self = cls.__new__(cls)
+        self.model, self.layer, self.layer_name = model, config["layer"], config["layer"]
+        self.features, self.attr_layer_name = config["features"], config["attr_layer_name"]
+        self.batch_size, self.seed = config["batch_size"], config["seed"]
+        self.device = resolve_device(device, model)
+        self.obs_shape = tuple(config["obs_shape"])
+        for key in ("observations", "acts", "acts_reduced", "channel_dirs", "attrs"):
+            if key in tensors:
+                setattr(self, key, tensors[key].numpy())
+        self.nmf = None
+        if config.get("nmf") is not None:
+            nmf_tensors = {k[len("nmf."):]: v for k, v in tensors.items() if k.startswith("nmf.")}
+            self.nmf = NMF.from_state(nmf_tensors, config["nmf"], f"{path} (nmf)")
+        rf = config["receptive_field"]
+        self.receptive_field = ReceptiveField(tuple(rf["stride"]), tuple(rf["offset"]), tuple(rf["size"]),
+                                              bool(rf["measured"]))
+        if check:
+            resolve_layer_name(model, self.layer)
+            k = min(8, len(self.observations))
+            fresh = _to_nhwc(get_acts(model, self.layer, self.observations[:k], batch_size=self.batch_size,
+                                      device=self.device))
+            saved = self.acts[:k]
+            scale = float(np.abs(saved).max()) or 1.0
+            if fresh.shape != saved.shape or not np.allclose(fresh, saved, rtol=1e-4, atol=1e-5 * scale):
+                diff = float(np.abs(fresh - saved).max()) if fresh.shape == saved.shape else float("nan")
+                raise ValueError(error_message(
+                    "model", f"the network this LayerNMF was fitted with (layer {self.layer!r})", type(model).__name__,
+                    f"its activations on the saved observations differ (max difference {diff:.3g}); pass that model, "
+                    "or check=False to attach another one knowingly"))
+        self._set_obs_full(tensors["obs_full"].numpy() if config.get("obs_full") else None)
         self._pad = 0
         self._padded = None
+        return self
 
     # ------------------------------------------------------------------ projections
     def _reduce(self, acts_nhwc: np.ndarray) -> np.ndarray:
