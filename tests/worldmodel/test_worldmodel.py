@@ -292,7 +292,7 @@ def assert_same_global_state(before):
 
 
 def test_loading_and_explaining_leave_the_global_rngs_alone(tmp_path):
-    from xrl.worldmodel.pretrained import load_pretrained
+    from xrl.worldmodel import load_pretrained  # exported with explain_latents and plot_latents
 
     tiny_agent(seed=2).save(tmp_path / "ck")
     before = global_state()

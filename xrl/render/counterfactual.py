@@ -1,4 +1,7 @@
-"""Counterfactual figures: originals / counterfactuals / differences grids and training curves (files, never shown)."""
+"""Counterfactual figures: originals / counterfactuals / differences grids and training curves.
+
+Functions return standalone matplotlib figures (:func:`xrl.render.subplots`: the backend is not touched, pyplot does
+not keep them) and write a file only when given a path."""
 from __future__ import annotations
 
 import json
@@ -8,14 +11,8 @@ from typing import Any
 
 import numpy as np
 
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+from xrl._validation import error_message
+from xrl.render.images import save_figure, subplots
 
 
 def _image(x: np.ndarray) -> np.ndarray:
@@ -29,10 +26,12 @@ def plot_counterfactual_grid(X: Any, X_cf: Any, orig_class: Any, cf_class: Any, 
                              path: str | os.PathLike | None = None, title: str | None = None):
     """Three rows: originals (with predicted class), counterfactuals (with class and target, green when valid,
     red when not) and |difference|. Returns the matplotlib figure; writes a PNG when ``path`` is given."""
-    plt = _figure()
     X, X_cf = np.asarray(X), np.asarray(X_cf)
     n = len(X)
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
+    if n == 0 or len(X_cf) != n or not len(orig_class) == len(cf_class) == len(target) == n:
+        raise ValueError(error_message("X, X_cf, orig_class, cf_class, target", "the same non-zero number of rows",
+                                       (len(X), len(X_cf), len(orig_class), len(cf_class), len(target))))
+    fig, axes = subplots(3, n, figsize=(1.6 * n, 5.2))
     for i in range(n):
         diff = np.abs(_image(X_cf[i]) - _image(X[i]))
         ok = int(cf_class[i]) == int(target[i])
@@ -51,19 +50,16 @@ def plot_counterfactual_grid(X: Any, X_cf: Any, orig_class: Any, cf_class: Any, 
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, dpi=110)
     return fig
 
 
 def plot_training_log(log: str | os.PathLike, path: str | os.PathLike | None = None, smooth: int = 5):
     """Reward and losses against the training step from a :class:`~xrl.counterfactual.JSONLLogger` file."""
-    plt = _figure()
     rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
     keys = [k for k in ("reward", "critic_loss", "actor_loss", "sparsity_loss", "consistency_loss")
             if rows and k in rows[0]]
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3), squeeze=False)
+    fig, axes = subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3))
     steps = np.array([r["step"] for r in rows])
     for ax, k in zip(axes[0], keys):
         v = np.array([r[k] for r in rows], dtype=float)
@@ -74,6 +70,5 @@ def plot_training_log(log: str | os.PathLike, path: str | os.PathLike | None = N
         ax.set_xlabel("step")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, dpi=110)
     return fig

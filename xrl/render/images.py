@@ -1,5 +1,9 @@
 """Image utilities: layout handling, zoom, channel colouring, grids, smoothing filters, PNG writing / inline display.
 
+Nothing here changes matplotlib's backend or registers figures with pyplot: figures are plain
+``matplotlib.figure.Figure`` objects with an Agg canvas (:func:`subplots`), written to files only when a path is
+given, and shown inline in notebooks (where returning a figure displays it).
+
 Layouts: arrays may be channels-first (``[..., C, H, W]``, torch) or channels-last (``[..., H, W, C]``, lucid/PNG).
 Every function takes ``layout=None|"chw"|"hwc"``; ``None`` guesses: channels-last when the last axis is shorter than
 the third-to-last (``[10, 10, 7]``, ``[32, 32, 8]``), else channels-first (``[7, 10, 10]``); ties count as channels-last,
@@ -17,7 +21,7 @@ import numpy as np
 from xrl._validation import check_choice, check_scalar, error_message
 
 __all__ = ["guess_layout", "to_hwc", "zoom_to", "channel_colors", "to_rgb", "image_grid", "show", "conv2d",
-           "norm_filter", "attribution_to_rgb", "observation_rgb", "save_png"]
+           "norm_filter", "attribution_to_rgb", "observation_rgb", "save_png", "subplots", "save_figure"]
 
 # Distinct, colour-blind-friendly-ish palette (Okabe-Ito first, then tab10 extras); one colour per channel.
 _PALETTE = np.array([
@@ -148,19 +152,42 @@ def image_grid(images: Sequence[Any] | np.ndarray, ncols: int | None = None, pad
     return grid
 
 
-def save_png(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Write a channels-last float [0, 1] (or uint8) RGB/RGBA image; parent folders are created."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.image as mpimg
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, squeeze: bool = False,
+             **kwargs: Any):
+    """``(fig, axes)`` like ``plt.subplots``, but a standalone ``matplotlib.figure.Figure`` with an Agg canvas: the
+    backend is not touched and pyplot does not keep the figure (nothing to close, nothing shown behind the
+    user's back). In a notebook a returned figure displays inline; :func:`save_figure` writes it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, **kwargs)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: float = 100, **kwargs: Any) -> Path:
+    """Write a figure to ``path`` (format from the suffix, PNG by default) in one step (:func:`xrl.io.atomic_file`);
+    parent folders are created. Returns the path."""
+    from xrl.io import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as f:
+        fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, **kwargs)
+    return path
+
+
+def save_png(path: str | os.PathLike, img: np.ndarray) -> Path:
+    """Write a channels-last float [0, 1] (or uint8) RGB/RGBA image in one step; parent folders are created."""
+    import matplotlib.image as mpimg
+
+    from xrl.io import atomic_file
+
+    path = Path(path)
     a = np.asarray(img)
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
-    tmp = path.with_name(path.name + ".tmp.png")
-    mpimg.imsave(tmp, a)
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        mpimg.imsave(f, a, format="png")
     return path
 
 
@@ -177,8 +204,9 @@ def _in_notebook() -> bool:
 
 
 def show(images: Any, labels: Sequence[str] | None = None, path: str | os.PathLike | None = None,
-         layout: str | None = None, ncols: int | None = None, out_dir: str | os.PathLike = "outputs/show") -> Path:
-    """Show one image or a batch as a grid: displayed inline in a notebook, and written as a PNG.
+         layout: str | None = None, ncols: int | None = None, out_dir: str | os.PathLike | None = None
+         ) -> Path | None:
+    """Show one image or a batch as a grid: displayed inline in a notebook, written as a PNG only when asked.
 
     Parameters
     ----------
@@ -186,39 +214,53 @@ def show(images: Any, labels: Sequence[str] | None = None, path: str | os.PathLi
     labels : list of str, optional
         One label per image, drawn under it (e.g. value estimates as in seed 003).
     path : path, optional
-        PNG to write; default ``out_dir/show_<k>.png``.
+        PNG to write.
+    out_dir : path, optional
+        Folder to write ``show_<pid>_<k>.png`` into when no ``path`` is given.
 
     Returns
     -------
-    Path of the PNG written.
+    The PNG's path when one was written, else None. Outside a notebook, with neither ``path`` nor ``out_dir``,
+    nothing can be shown: a warning says so.
     """
     arr = images
     if not isinstance(images, (list, tuple)):
         rgb = to_rgb(images, layout)                                  # the whole batch at once: one colour scale
         arr = list(rgb) if rgb.ndim == 4 else [rgb]
         layout = "hwc"
-    grid = image_grid(arr, ncols=ncols, layout=layout)
-    path = Path(path) if path is not None else Path(out_dir) / f"show_{os.getpid()}_{next(_show_counter)}.png"
+    if labels is not None and len(labels) != len(arr):
+        raise ValueError(error_message("labels", f"one label per image ({len(arr)})", len(labels)))
+    if path is None and out_dir is not None:
+        path = Path(out_dir) / f"show_{os.getpid()}_{next(_show_counter)}.png"
+    notebook = _in_notebook()
+    if path is None and not notebook:
+        import warnings
+        warnings.warn("show: not in a notebook and no path given, so nothing was displayed or written; pass "
+                      "path='image.png' to write the picture", UserWarning, stacklevel=2)
+        return None
+    import io as _io
+    buffer = _io.BytesIO()
     if labels is not None:
-        import matplotlib
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
         n = len(arr)
         nc = ncols or n
-        fig, axes = plt.subplots(-(-n // nc), nc, figsize=(2 * nc, 2.3 * -(-n // nc)), squeeze=False)
+        fig, axes = subplots(-(-n // nc), nc, figsize=(2 * nc, 2.3 * -(-n // nc)))
         for k, ax in enumerate(axes.flat):
             ax.axis("off")
             if k < n:
                 ax.imshow(to_rgb(arr[k], layout), interpolation="nearest")
                 ax.set_title(str(labels[k]), fontsize=9)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     else:
-        save_png(path, grid)
-    if _in_notebook():
+        import matplotlib.image as mpimg
+        grid = image_grid(arr, ncols=ncols, layout=layout)
+        mpimg.imsave(buffer, (np.clip(grid, 0, 1) * 255).round().astype(np.uint8), format="png")
+    if path is not None:
+        from xrl.io import atomic_write_bytes
+        path = Path(path)
+        atomic_write_bytes(path, buffer.getvalue())
+    if notebook:
         from IPython.display import Image, display
-        display(Image(filename=str(path)))
+        display(Image(data=buffer.getvalue()))
     return path
 
 

@@ -1,7 +1,8 @@
 """The seed-002 figure done right: per step the frame, the posterior softmax grid with its entropy, the sampled
 one-hot state, and the NMF activity of each categorical (masked by the sampled class, no ``stoch / stoch``).
 
-Compute never displays: functions return matplotlib figures (Agg) and optionally write PNG pages.
+Compute never displays: functions return standalone matplotlib figures (:func:`xrl.render.subplots`: the backend is
+not touched, pyplot does not keep them) and write PNG pages only when given a folder or path.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_scalar, error_message
+from ..render.images import save_figure, subplots
 from .explain import LatentExplanation
 
 _SEED_COLOURS = {"chicken": (255, 255, 255), "car": (255, 0, 0)}
@@ -47,11 +49,6 @@ def plot_latents(ex: LatentExplanation, rollout: int = 0, steps=None, rows_per_p
     activity ``activity[c] * stoch[c, k]`` (in [0, 1]). Returns the figures; with ``out_dir`` also writes
     ``<prefix>_rollout<b>_page<p>.png`` and stores the paths in ``fig.xrl_path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     B, L, C, K = ex.shape
     check_scalar("rows_per_page", rows_per_page, int, low=1)
     if not (isinstance(rollout, (int, np.integer)) and 0 <= rollout < B):
@@ -66,7 +63,7 @@ def plot_latents(ex: LatentExplanation, rollout: int = 0, steps=None, rows_per_p
         out.mkdir(parents=True, exist_ok=True)
     for p, start in enumerate(range(0, len(steps), rows_per_page)):
         page = steps[start:start + rows_per_page]
-        fig, axs = plt.subplots(len(page), 4, figsize=(10, 2.6 * len(page)), squeeze=False)
+        fig, axs = subplots(len(page), 4, figsize=(10, 2.6 * len(page)))
         for col, title in enumerate(("Environment $o_t$", "Categoricals", "Sampled stoch state $s_t$", "Activity")):
             axs[0, col].set_title(title)
         for row, t in enumerate(page):
@@ -93,8 +90,7 @@ def plot_latents(ex: LatentExplanation, rollout: int = 0, steps=None, rows_per_p
                 a.set_yticks([0, C // 2])
         fig.tight_layout()
         if out is not None:
-            path = out / f"{prefix}_rollout{rollout}_page{p}.png"
-            fig.savefig(path, dpi=dpi)
+            path = save_figure(fig, out / f"{prefix}_rollout{rollout}_page{p}.png", dpi=dpi)
             fig.xrl_path = str(path)
         figs.append(fig)
     return figs
@@ -102,13 +98,8 @@ def plot_latents(ex: LatentExplanation, rollout: int = 0, steps=None, rows_per_p
 
 def plot_top_observations(ex: LatentExplanation, out_path: str | Path | None = None, dpi: int = 80):
     """Grid of the most important observations of each rollout (rows: rollouts; columns: rank by importance)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     B, k = ex.top_steps.shape
-    fig, axs = plt.subplots(B, k, figsize=(1.6 * k, 1.7 * B), squeeze=False)
+    fig, axs = subplots(B, k, figsize=(1.6 * k, 1.7 * B))
     for b in range(B):
         for j, t in enumerate(ex.top_steps[b]):
             ax = axs[b, j]
@@ -120,7 +111,5 @@ def plot_top_observations(ex: LatentExplanation, out_path: str | Path | None = N
                 ax.set_ylabel(f"rollout {b}", fontsize=8)
     fig.tight_layout()
     if out_path is not None:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_path, dpi=dpi)
-        fig.xrl_path = str(out_path)
+        fig.xrl_path = str(save_figure(fig, out_path, dpi=dpi))
     return fig
