@@ -38,8 +38,12 @@ from xrl.hooks import INPUT, capture, first_tensor, patch, resolve_layer_name
 __all__ = ["integrated_gradients", "layer_activations", "to_tensor"]
 
 
-def to_tensor(name: str, x: Any, device: torch.device) -> tuple[torch.Tensor, bool]:
-    """Observations -> float tensor on ``device``; also whether the input was numpy (to give numpy back)."""
+def to_tensor(name: str, x: Any, device: torch.device, model: nn.Module | None = None) -> tuple[torch.Tensor, bool]:
+    """Observations -> tensor on ``device``; also whether the input was numpy (to give numpy back).
+
+    Integers and bools become float32, uint8 frames stay uint8 (models such as xrl's ImpalaCNN scale them), and
+    floating-point input takes the floating dtype of ``model``'s parameters when given (a float64 model gets
+    float64 observations). Empty batches and NaN/inf are errors naming ``name``."""
     if isinstance(x, torch.Tensor):
         t, is_numpy = x, False
     else:
@@ -52,6 +56,9 @@ def to_tensor(name: str, x: Any, device: torch.device) -> tuple[torch.Tensor, bo
     if t.ndim < 2 or t.shape[0] == 0:
         raise ValueError(error_message(name, "a non-empty batch [B, ...]", t))
     check_finite(name, t)
+    if model is not None and t.is_floating_point():
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), t.dtype)
+        t = t.to(dtype)
     return t.to(device), is_numpy
 
 
@@ -135,7 +142,7 @@ def integrated_gradients(model: nn.Module, obs: Any, layer: str, output: str | N
     layer_name = resolve_layer_name(model, layer, allow_input=True)
     if output is not None:
         resolve_layer_name(model, output)
-    x, is_numpy = to_tensor("obs", obs, dev)
+    x, is_numpy = to_tensor("obs", obs, dev, model)
     from tqdm.auto import tqdm
 
     with eval_mode(model), tqdm(total=x.shape[0], disable=not progress, unit="obs", desc="attributions") as bar:

@@ -72,6 +72,15 @@ def test_errors(tmp_path):
     np.savez(tmp_path / "y.npz", obs=np.zeros(3))
     with pytest.raises(ValueError, match="missing keys"):
         Trajectories.load(tmp_path / "y.npz")
+    good = collect_trajectories(agent, "breakout", num_envs=2, num_steps=4, seed=0, progress=False)
+    arrays = {k: getattr(good, k) for k in ("obs", "actions", "rewards", "firsts", "dones", "values", "logits")}
+    with pytest.raises(ValueError, match=r"rewards: expected an array \[N, T\] with N=2, T=4 \(as actions\)"):
+        Trajectories(**{**arrays, "rewards": good.rewards[:, :3]})
+    with pytest.raises(ValueError, match=r"obs: expected an array \[N, T, C, H, W\]"):
+        Trajectories(**{**arrays, "obs": good.obs[:, :, 0]})
+    np.savez(tmp_path / "z.npz", **{**arrays, "values": good.values[:1], "meta": np.array("{}")})
+    with pytest.raises(ValueError, match="values: expected an array"):   # a misaligned file is refused at load
+        Trajectories.load(tmp_path / "z.npz")
 
 
 def test_an_interrupted_save_leaves_exactly_the_old_file(tmp_path, monkeypatch):

@@ -138,3 +138,19 @@ def test_engine_order_stopping_and_progress_bar(capsys):
         SingleEnvs([])
     with pytest.raises(ValueError, match="unit: expected one of 'step', 'episode'"):
         next(rollout(envs, policy, unit="frames"))
+
+
+def test_bad_agents_and_envs_are_named():
+    from torch import nn
+
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(400, 3))           # returns logits only, no value
+    with pytest.raises(TypeError, match=r"agent: expected a module returning \(logits \[B, A\], value \[B\]\)"):
+        collect_trajectories(flat, "breakout", num_envs=1, num_steps=2, progress=False)
+    with pytest.raises(TypeError, match="env: expected a vectorised env.*make_vec_minatar\\(game, num_envs=1\\)"):
+        evaluate(impala((4, 10, 10)), make_minatar("breakout"), num_episodes=2, progress=False)
+    with pytest.raises(TypeError, match="agents: expected a non-empty dict name -> agent"):
+        compare_rollouts(impala((7, 10, 10)), "freeway", n_episodes=1, max_steps=2, progress=False)
+    # a float64 agent gets float64 observations
+    double = impala((4, 10, 10)).double()
+    traj = collect_trajectories(double, "breakout", num_envs=2, num_steps=3, seed=0, progress=False)
+    assert traj.logits.dtype == np.float32 and np.isfinite(traj.values).all()

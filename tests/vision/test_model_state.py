@@ -100,3 +100,17 @@ def test_bad_observations_are_named(bn_agent, obs):
         LayerNMF(bn_agent, "conv2", np.array([["a"]]), features=2, progress=False)
     with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
         LayerNMF(lambda x: x, "conv2", obs, progress=False)
+
+
+def test_a_float64_model_gets_float64_observations(obs):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(400, 1)).double()
+    acts = get_acts(model, "1", obs)                                 # float32 observations, float64 weights
+    ref = torch.relu(model[0](torch.from_numpy(obs).double())).detach().numpy()
+    np.testing.assert_allclose(acts, ref, rtol=1e-12)
+    attr = get_attr(model, None, "1", obs, integrate_steps=3)
+    assert attr.dtype == np.float64 and np.isfinite(attr).all()
+    assert receptive_field(model, "0", (3, 10, 10)).measured
+    with pytest.raises(ValueError, match=r"obs_shape: expected \(C, H, W\)"):
+        receptive_field(model, "0", (3, 10))

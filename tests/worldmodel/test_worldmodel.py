@@ -151,6 +151,19 @@ def test_bad_inputs_give_clear_errors():
         explain_latents(agent, make_minatar("freeway", one_hot_actions=True), batch=1, seq_len=2, rank=2)
     with pytest.raises(ValueError, match="action_size"):
         explain_latents(tiny_agent(action_size=4), make_env(), batch=1, seq_len=2, rank=2)
+    with pytest.raises(TypeError, match="env: expected a gymnasium env with one-hot actions"):
+        explain_latents(agent, "freeway", batch=1, seq_len=2, rank=2)
+    not_one_hot = make_minatar("freeway", pomdp=True)
+    with pytest.raises(ValueError, match=r"env: expected one-hot actions.*one_hot_actions=True"):
+        explain_latents(agent, not_one_hot, batch=1, seq_len=2, rank=2)
+    from xrl.worldmodel import evaluate as wm_evaluate
+    from xrl.worldmodel import plot_latents
+    with pytest.raises(ValueError, match=r"env: expected one-hot actions"):
+        wm_evaluate(agent, lambda: make_minatar("freeway", pomdp=True), episodes=1, progress=False)
+    with pytest.raises(TypeError, match="agent: expected a DreamerAgent or a loaded Evaluator"):
+        wm_evaluate(nn.Linear(2, 2), make_env, episodes=1, progress=False)
+    with pytest.raises(TypeError, match="ex: expected a LatentExplanation"):
+        plot_latents({"probs": 1})
     with pytest.raises(ValueError, match="config: unknown key"):
         MinAtarConfig.from_dict({"batch_sise": 3})
     with pytest.raises(ValueError, match="seed_action_probs"):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .._utils import resolve_device, torch_generator
-from .._validation import check_scalar
+from .._validation import check_scalar, error_message
 from ..envs.rollout import ActorCriticPolicy, RandomPolicy, rollout
 
 
@@ -52,6 +52,9 @@ def evaluate(agent: torch.nn.Module | None, env, num_episodes: int = 100, seed: 
     without gradients (its modules' modes are restored). ``progress=False`` hides the progress bar (episodes done).
     """
     check_scalar("num_episodes", num_episodes, int, low=1)
+    if not (hasattr(env, "num_envs") and hasattr(env, "single_action_space") and hasattr(env, "step")):
+        raise TypeError(error_message("env", "a vectorised env from xrl.envs (make_vec_minatar, make_coinrun)",
+                                      type(env).__name__, "wrap one game as make_vec_minatar(game, num_envs=1)"))
     n = env.num_envs
     if num_episodes % n:
         raise ValueError(f"num_episodes: expected a multiple of env.num_envs={n}, got {num_episodes}")

@@ -52,6 +52,28 @@ class Trajectories:
     objects: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Check the schema's shapes: every array [N, T, ...] with the same N and T (clear errors, not misaligned
+        data later)."""
+        for key in (*_ARRAY_KEYS, "objects"):
+            value = getattr(self, key)
+            if value is None and key == "objects":
+                continue
+            if not isinstance(value, np.ndarray):
+                raise TypeError(error_message(key, "a numpy array (see the schema in xrl.agents.trajectories)",
+                                              type(value).__name__))
+        N, T = self.actions.shape[:2] if self.actions.ndim == 2 else (None, None)
+        if N is None:
+            raise ValueError(error_message("actions", "an array [N, T]", self.actions))
+        for key in (*_ARRAY_KEYS, "objects"):
+            value = getattr(self, key)
+            ndim = {"obs": 5, "logits": 3, "objects": 5}.get(key, 2)
+            if value is not None and (value.ndim != ndim or value.shape[:2] != (N, T)):
+                dims = ", ".join(["N", "T", "C", "H", "W"][:ndim] if key != "logits" else ["N", "T", "A"])
+                raise ValueError(error_message(key, f"an array [{dims}] with N={N}, T={T} (as actions)", value))
+        if not isinstance(self.meta, dict):
+            raise TypeError(error_message("meta", "a dict", type(self.meta).__name__))
+
     @property
     def num_envs(self) -> int:
         return int(self.actions.shape[0])

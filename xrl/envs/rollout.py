@@ -220,12 +220,26 @@ def rollout(env: Any, policy: Policy | Callable, *, seed: int | None = None, ste
 
 
 # ---- policies for agents ``agent(obs) -> (logits [B, A], value [B])`` ------------------------------------------
-def _obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Observations as a tensor: uint8 frames stay uint8 (agents scale them), other dtypes become float32."""
+def _obs_tensor(obs: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Observations as a tensor: uint8 frames stay uint8 (agents scale them), other dtypes become the agent's
+    floating dtype (float32 for most)."""
     t = torch.from_numpy(np.ascontiguousarray(obs))
-    if t.dtype not in (torch.uint8, torch.float32):
-        t = t.float()
+    if t.dtype != torch.uint8 and t.dtype != dtype:
+        t = t.to(dtype)
     return t.to(device)
+
+
+def _agent_outputs(out: Any, rows: int, agent: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits [B, A], value [B])`` from an agent's output, or a clear error."""
+    if not (isinstance(out, (tuple, list)) and len(out) >= 2 and all(isinstance(o, torch.Tensor) for o in out[:2])):
+        got = type(out).__name__ if not isinstance(out, torch.Tensor) else f"one tensor of shape {tuple(out.shape)}"
+        raise TypeError(error_message("agent", "a module returning (logits [B, A], value [B]) such as "
+                                      "xrl's ImpalaCNN or an SB3Policy", f"{type(agent).__name__} returning {got}"))
+    logits, value = out[0], out[1]
+    if logits.ndim != 2 or logits.shape[0] != rows or value.reshape(-1).shape[0] != rows:
+        raise ValueError(error_message("agent", f"outputs logits [{rows}, A] and value [{rows}] for {rows} "
+                                       "observations", f"logits {tuple(logits.shape)}, value {tuple(value.shape)}"))
+    return logits, value.reshape(-1)
 
 
 @dataclass
@@ -247,9 +261,14 @@ class ActorCriticPolicy:
     deterministic: bool = False
     device: Any = None
     _device: torch.device = field(init=False, repr=False)
+    _dtype: torch.dtype = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.agent, torch.nn.Module):
+            raise TypeError(error_message("agent", "a torch.nn.Module returning (logits, value)",
+                                          type(self.agent).__name__))
         self._device = resolve_device(self.device, self.agent)
+        self._dtype = next((p.dtype for p in self.agent.parameters() if p.is_floating_point()), torch.float32)
         if self.generator is None and self.rngs is None and not self.deterministic:
             self.generator = torch_generator(None, self._device)  # never the global RNG
 
@@ -257,9 +276,9 @@ class ActorCriticPolicy:
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rows = np.flatnonzero(live)
         all_live = len(rows) == len(obs)
-        x = _obs_tensor(obs if all_live else obs[rows], self._device)
+        x = _obs_tensor(obs if all_live else obs[rows], self._device, self._dtype)
         with torch.no_grad(), eval_mode(self.agent):
-            logits, value = self.agent(x)
+            logits, value = _agent_outputs(self.agent(x), len(x), self.agent)
         logits = logits.float()
         if self.rngs is not None:
             probs = torch.softmax(logits, -1).cpu().numpy()

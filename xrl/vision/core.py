@@ -40,7 +40,7 @@ def get_acts(model: nn.Module, layer: str, obs: Any, *, batch_size: int = 512, d
     check_scalar("batch_size", batch_size, int, low=1)
     dev = resolve_device(device, model)
     name = resolve_layer_name(model, layer, allow_input=True)
-    x, is_numpy = to_tensor("obs", obs, dev)
+    x, is_numpy = to_tensor("obs", obs, dev, model)
     _check_obs(model, x)
     acts = x if name == INPUT else layer_activations(model, layer, x, batch_size=batch_size)
     if acts.ndim == 2 and acts.shape[1] == 1:
@@ -61,7 +61,7 @@ def get_attr(model: nn.Module, output: str | None, layer: str, obs: Any, integra
     a progress bar (observations done).
     """
     dev = resolve_device(device, model)
-    x, is_numpy = to_tensor("obs", obs, dev)
+    x, is_numpy = to_tensor("obs", obs, dev, model)
     _check_obs(model, x)
     res = integrated_gradients(model, x, layer, output, score_fn=score_fn, n_steps=integrate_steps,
                                batch_size=batch_size, device=dev, progress=progress)
@@ -102,7 +102,10 @@ def receptive_field(model: nn.Module, layer: str, obs_shape: tuple[int, ...], *,
 
 def _receptive_field(model, layer, obs_shape, device, canvas_pad, n_probe, seed) -> ReceptiveField:
     dev = resolve_device(device, model)
-    C, H, W = obs_shape
+    if len(tuple(obs_shape)) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in obs_shape):
+        raise ValueError(error_message("obs_shape", "(C, H, W) with positive integer sizes", tuple(obs_shape)))
+    C, H, W = (int(v) for v in obs_shape)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     name = resolve_layer_name(model, layer)
     mod = model.get_submodule(name)
     gen = torch.Generator().manual_seed(seed)
@@ -128,7 +131,7 @@ def _receptive_field(model, layer, obs_shape, device, canvas_pad, n_probe, seed)
         return store["a"]
 
     with torch.no_grad():
-        small = acts_for(torch.zeros(1, C, H, W, device=dev), model)
+        small = acts_for(torch.zeros(1, C, H, W, device=dev, dtype=dtype), model)
     ah, aw = small.shape[-2:]
     fallback = ReceptiveField((H / ah, W / aw), (H / ah / 2, W / aw / 2), (int(np.ceil(H / ah)), int(np.ceil(W / aw))),
                               measured=False)
@@ -137,7 +140,7 @@ def _receptive_field(model, layer, obs_shape, device, canvas_pad, n_probe, seed)
     boxes = None
     P = canvas_pad
     for _attempt in range(4):  # grow the canvas until the receptive field does not touch its border
-        x = torch.rand(n_probe, C, H + 2 * P, W + 2 * P, generator=gen).to(dev).requires_grad_(True)
+        x = torch.rand(n_probe, C, H + 2 * P, W + 2 * P, generator=gen).to(dev, dtype).requires_grad_(True)
         boxes = None
         for caller in callers:
             try:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from xrl._utils import eval_mode
+from xrl._utils import eval_mode, resolve_device
+from xrl.attribution import to_tensor
 from xrl._validation import error_message, suggest
 from xrl.hooks import first_tensor, resolve_layer_name
 
@@ -77,7 +78,13 @@ class ParameterEditor:
 
     def __setitem__(self, name: str, value: Any) -> None:
         p = self._param(name)
-        v = np.asarray(value, dtype=np.float32)
+        try:
+            v = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(error_message(f"value for {name!r}", "a numeric array", type(value).__name__)) from exc
+        if not np.isfinite(v).all():
+            raise ValueError(error_message(f"value for {name!r}", "finite values", v,
+                                           f"{int((~np.isfinite(v)).sum())} entries are NaN or inf"))
         if v.ndim == 4 and self.kernel_layout == "hwio":
             v = v.transpose(3, 2, 0, 1)                                 # [kh, kw, I, O] -> [O, I, kh, kw]
         if tuple(v.shape) != tuple(p.shape):
@@ -120,6 +127,24 @@ def find_consumer(model: nn.Module, layer: str, example_obs: torch.Tensor) -> st
     return found[0]
 
 
+def _unit_direction(direction: Any) -> torch.Tensor:
+    """``direction`` as a unit float32 vector [C], or a clear error (not a vector, NaN/inf, zero)."""
+    raw = direction.detach().cpu().numpy() if isinstance(direction, torch.Tensor) else np.asarray(direction)
+    if raw.dtype == object or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool):
+        raise TypeError(error_message("direction", "a numeric vector [C] (e.g. LayerNMF.channel_dirs[k])", raw))
+    if raw.ndim != 1 and not (raw.ndim == 2 and 1 in raw.shape):
+        raise ValueError(error_message("direction", "one vector [C] (e.g. LayerNMF.channel_dirs[k])", raw,
+                                       "pick one row of a matrix of directions"))
+    d = torch.from_numpy(raw.astype(np.float32).reshape(-1))
+    if not bool(torch.isfinite(d).all()):
+        raise ValueError(error_message("direction", "finite values", raw, f"{int((~torch.isfinite(d)).sum())} "
+                                       "entries are NaN or inf; the edit would fill the kernel with NaN"))
+    nrm = float(d.norm())
+    if nrm == 0:
+        raise ValueError(error_message("direction", "a non-zero vector", raw))
+    return d / nrm
+
+
 def project_out_direction(model: nn.Module, layer: str, direction: Any, *, next_layer: str | None = None,
                           example_obs: Any = None, inplace: bool = False) -> nn.Module:
     """A copy of ``model`` whose ``next_layer`` ignores the component of ``layer``'s activations along ``direction``.
@@ -140,19 +165,13 @@ def project_out_direction(model: nn.Module, layer: str, direction: Any, *, next_
     -------
     The edited model (attribute ``edit_info`` holds the layer names and the direction).
     """
-    d = torch.as_tensor(np.asarray(direction, np.float32)).flatten()
-    nrm = float(d.norm())
-    if nrm == 0:
-        raise ValueError(error_message("direction", "a non-zero vector", direction))
-    d = d / nrm
+    d = _unit_direction(direction)
     if next_layer is None:
         if example_obs is None:
             raise ValueError(error_message("example_obs", "observations to trace the consumer of the layer when "
                                            "next_layer is not given", None))
-        x = example_obs if isinstance(example_obs, torch.Tensor) else torch.as_tensor(np.asarray(example_obs,
-                                                                                                  np.float32))
-        dev = next(model.parameters()).device
-        next_layer = find_consumer(model, layer, x[:2].to(dev).float())
+        x, _ = to_tensor("example_obs", example_obs, resolve_device(None, model), model)
+        next_layer = find_consumer(model, layer, x[:2])
     nxt_name = resolve_layer_name(model, next_layer)
     edited = model if inplace else copy.deepcopy(model)
     mod = edited.get_submodule(nxt_name)

@@ -123,7 +123,7 @@ class LayerNMF:
         self.batch_size = batch_size
         self.seed = seed
         self.device = resolve_device(device, model)
-        obs_t, _ = to_tensor("observations", observations, self.device)
+        obs_t, _ = to_tensor("observations", observations, self.device, model)
         _check_obs(model, obs_t)
         self.obs_shape = tuple(obs_t.shape[1:])
         self.observations = obs_t.cpu().numpy()

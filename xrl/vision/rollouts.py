@@ -69,6 +69,9 @@ def compare_rollouts(agents: dict[str, nn.Module], env_fn: Callable[[], Any] | s
     """
     check_scalar("n_episodes", n_episodes, int, low=1)
     check_scalar("max_steps", max_steps, int, low=1)
+    if not isinstance(agents, dict) or not agents:
+        raise TypeError(error_message("agents", "a non-empty dict name -> agent, e.g. {'original': agent, 'edited': "
+                                      "edited}", type(agents).__name__))
     if isinstance(env_fn, str):
         game = env_fn
         from xrl.envs import make_minatar

@@ -286,6 +286,12 @@ def evaluate(agent: DreamerAgent, make_env, episodes: int = 10, seed: int = 0, g
 
     check_scalar("episodes", episodes, int, low=1)
     check_scalar("parallel", parallel, int, low=1)
+    check_scalar("seed", seed, int)
+    from .explain import _check_env
+
+    agent = getattr(agent, "agent", agent)  # an Evaluator holds the agent
+    if not isinstance(agent, DreamerAgent):
+        raise TypeError(error_message("agent", "a DreamerAgent or a loaded Evaluator", type(agent).__name__))
     factory = make_env if callable(make_env) and not hasattr(make_env, "step") else (lambda: copy.deepcopy(make_env))
     agent.set_generator(torch.Generator(device=agent.device).manual_seed(int(seed)))
     returns, t0 = [], time.perf_counter()
@@ -293,6 +299,7 @@ def evaluate(agent: DreamerAgent, make_env, episodes: int = 10, seed: int = 0, g
     try:
         for first in range(0, episodes, parallel):
             envs = SingleEnvs([factory() for _ in range(min(parallel, episodes - first))])
+            _check_env(agent, envs.envs[0])
             total = np.zeros(envs.num_envs)
             for step in rollout(envs, policy, seed=seed + first, progress=progress, unit="episode",
                                 total=envs.num_envs, desc=f"evaluate {first + envs.num_envs}/{episodes}"):

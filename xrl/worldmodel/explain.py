@@ -103,6 +103,11 @@ def _game(env) -> Any:
 
 
 def _check_env(agent: DreamerAgent, env) -> None:
+    """The env must match the agent: observation shape, number of actions, and one-hot actions."""
+    if not (hasattr(env, "observation_space") and hasattr(env, "action_space") and hasattr(env, "step")):
+        raise TypeError(error_message("env", "a gymnasium env with one-hot actions, or a zero-argument callable "
+                                      "making one", type(env).__name__,
+                                      "e.g. make_minatar('freeway', pomdp=True, one_hot_actions=True)"))
     shape = tuple(env.observation_space.shape)
     if shape != tuple(agent.config.obs_shape):
         raise ValueError(error_message("env", f"observations of shape {tuple(agent.config.obs_shape)} (the agent's "
@@ -112,6 +117,10 @@ def _check_env(agent: DreamerAgent, env) -> None:
     if n != agent.action_size:
         raise ValueError(error_message("env", f"{agent.action_size} actions (the agent's action_size)",
                                        f"an env with {n} actions", "use the game the agent was trained on"))
+    if not env.action_space.shape:
+        raise ValueError(error_message("env", "one-hot actions (the agent acts with one-hot vectors)",
+                                       f"an env with {type(env.action_space).__name__} actions",
+                                       "make it with make_minatar(..., one_hot_actions=True)"))
 
 
 def rollout_latents(agent: DreamerAgent, make_env, batch: int, seq_len: int, seed: int = 0, *,
@@ -208,6 +217,10 @@ def explain_latents(agent: DreamerAgent, env, batch: int = 8, seq_len: int = 50,
     if rank > K:
         raise ValueError(error_message("rank", f"an int in [1, {K}] (at most K, the classes per categorical)", rank,
                                        "NMF of a [B*L*C, K] matrix has at most K useful components"))
+    if not (callable(env) or hasattr(env, "step")):
+        raise TypeError(error_message("env", "a gymnasium env with one-hot actions, or a zero-argument callable "
+                                      "making one", type(env).__name__,
+                                      "e.g. make_minatar('freeway', pomdp=True, one_hot_actions=True)"))
     make_env = env if callable(env) and not hasattr(env, "step") else (lambda: copy.deepcopy(env))
     t0 = time.perf_counter()
     roll = rollout_latents(agent, make_env, batch, seq_len, seed, progress=progress)

@@ -19,6 +19,11 @@ _PALETTE = [(255, 255, 255), (255, 0, 0), (0, 170, 255), (255, 200, 0), (0, 200,
             (120, 120, 120), (0, 255, 200), (255, 100, 180)]
 
 
+def _check_explanation(ex) -> None:
+    if not isinstance(ex, LatentExplanation):
+        raise TypeError(error_message("ex", "a LatentExplanation (from explain_latents)", type(ex).__name__))
+
+
 def render_frame(obs: np.ndarray, channel_names: list[str] | None = None) -> np.ndarray:
     """MinAtar frame [C, H, W] (0/1) -> uint8 RGB [H, W, 3]; later channels paint over earlier ones.
 
@@ -49,6 +54,7 @@ def plot_latents(ex: LatentExplanation, rollout: int = 0, steps=None, rows_per_p
     activity ``activity[c] * stoch[c, k]`` (in [0, 1]). Returns the figures; with ``out_dir`` also writes
     ``<prefix>_rollout<b>_page<p>.png`` and stores the paths in ``fig.xrl_path``.
     """
+    _check_explanation(ex)
     B, L, C, K = ex.shape
     check_scalar("rows_per_page", rows_per_page, int, low=1)
     if not (isinstance(rollout, (int, np.integer)) and 0 <= rollout < B):
@@ -98,6 +104,7 @@ def plot_latents(ex: LatentExplanation, rollout: int = 0, steps=None, rows_per_p
 
 def plot_top_observations(ex: LatentExplanation, out_path: str | Path | None = None, dpi: int = 80):
     """Grid of the most important observations of each rollout (rows: rollouts; columns: rank by importance)."""
+    _check_explanation(ex)
     B, k = ex.top_steps.shape
     fig, axs = subplots(B, k, figsize=(1.6 * k, 1.7 * B))
     for b in range(B):
