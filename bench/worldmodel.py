@@ -72,7 +72,7 @@ def main() -> None:
     except FileNotFoundError:
         expl_agent, which = agent.eval(), "untrained cpu_config"
     t = time.perf_counter()
-    ex = explain_latents(expl_agent, env, batch=8, seq_len=50, rank=10, seed=0)
+    ex = explain_latents(expl_agent, env, batch=8, seq_len=50, rank=10, seed=0, progress=False)
     out.update({"explain_agent": which, "explain_B_L_rank": [8, 50, 10],
                 "explain_seconds": round(time.perf_counter() - t, 3), "explain_rollout_seconds":
                 round(ex.rollout_seconds, 3), "explain_nmf_seconds": round(ex.nmf_seconds, 4)})
