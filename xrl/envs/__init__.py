@@ -15,4 +15,5 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = 0, **kwargs):
 
 
 __all__ = ["MINATAR_GAMES", "minatar_rgb", "MinAtarEnv", "FreewayPOMDP", "OneHotAction", "make_minatar", "VecMinAtar",
-           "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env", "rollout", "RolloutStep", "SingleEnvs", "ActorCriticPolicy", "RandomPolicy"]
+           "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env", "rollout", "RolloutStep", "SingleEnvs",
+           "ActorCriticPolicy", "RandomPolicy"]

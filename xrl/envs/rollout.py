@@ -247,10 +247,12 @@ class ActorCriticPolicy:
     """Act with an agent ``agent(obs [B, C, H, W]) -> (logits [B, A], value [B])`` (the agent is run in eval mode,
     without gradients; every submodule's mode is restored after each call).
 
-    Actions are the most probable ones (``deterministic``), or sampled from ``softmax(logits)``: with one torch ``generator`` for
-    the whole batch (``torch.multinomial``), or, when ``rngs`` (one numpy generator per environment) is given, each
+    Actions are the most probable ones (``deterministic``), or sampled from ``softmax(logits)``: with one torch
+    ``generator`` for the whole batch (``torch.multinomial``; a generator with a fresh random seed when none is
+    given, never the global RNG), or, when ``rngs`` (one numpy generator per environment) is given, each
     environment from its own generator, so that an environment's actions do not depend on the others (paired
-    comparisons of agents). Only live environments' observations are passed to the agent.
+    comparisons of agents). Only live environments' observations are passed to the agent; floating-point
+    observations take the agent's parameter dtype, uint8 frames stay uint8.
 
     ``extras``: ``logits`` float32 [N, A] and ``values`` float32 [N] (rows of live environments).
     """
