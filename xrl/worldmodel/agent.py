@@ -276,9 +276,10 @@ def evaluate(agent: DreamerAgent, make_env, episodes: int = 10, seed: int = 0, g
     """Mean return of ``agent`` over ``episodes`` episodes (env seeds ``seed, seed+1, ...``), posterior-state policy.
 
     ``make_env`` is a zero-argument callable returning a one-hot-action env
-    (``make_minatar(..., one_hot_actions=True)``) or such an env (then copied). Up to ``parallel`` episodes run in lockstep with one batched forward per step
-    (:class:`DreamerPolicy` through :func:`xrl.envs.rollout`). Latent and action sampling use a generator seeded with
-    ``seed`` (never the global RNG). ``progress=False`` hides the progress bar (episodes done).
+    (``make_minatar(..., one_hot_actions=True)``) or such an env (then copied). Up to ``parallel`` episodes run in
+    lockstep with one batched forward per step (:class:`DreamerPolicy` through :func:`xrl.envs.rollout`). Latent and
+    action sampling use a generator seeded with ``seed`` (never the global RNG). ``progress=False`` hides the
+    progress bar (episodes done).
     """
     import copy
 
