@@ -278,7 +278,8 @@
       seg.style.width = (100 * p).toFixed(3) + '%';
       seg.classList.toggle('chosen', a === chosen);
       var label = actionName(a) + ' ' + (100 * p).toFixed(0) + '%';
-      seg.textContent = p * width > label.length * 6.5 + 6 ? label : (p * width > 18 ? actionName(a).slice(0, 2) : '');
+      var name = actionName(a);
+      seg.textContent = p * width > label.length * 6.5 + 8 ? label : (p * width > name.length * 6.5 + 8 ? name : '');
       seg.title = actionName(a) + ': ' + (100 * p).toFixed(1) + '%';
     });
     var next = $('next-action');
@@ -371,10 +372,14 @@
       var li = el('li');
       li.dataset.trajectory = String(i);
       var title = el('div', 'traj-title');
-      title.appendChild(el('span', null, 'Trajectory ' + (i + 1)));
+      title.appendChild(el('b', null, 'Trajectory ' + (i + 1)));
       var rets = tr.episode_returns;
-      title.appendChild(el('span', 'muted', tr.episodes + (tr.episodes === 1 ? ' episode' : ' episodes') +
-        (rets.length ? ' · return ' + fmt(rets[0], 1) + (rets.length > 1 ? ', …' : '') : '')));
+      var summary = tr.episodes + (tr.episodes === 1 ? ' episode' : ' episodes');
+      if (rets.length) {
+        summary += ' · return' + (rets.length > 1 ? 's ' : ' ') +
+          rets.slice(0, 3).map(function (r) { return fmt(r, 1); }).join(', ') + (rets.length > 3 ? ', …' : '');
+      }
+      title.appendChild(el('span', 'muted', summary));
       li.appendChild(title);
       var img = el('img');
       img.alt = 'frames of trajectory ' + (i + 1);
@@ -642,6 +647,10 @@
       if (state.playing) { play(state.playing); }
     });
     attachSeek($('scrubber'));
+    // buttons give the focus back, so that space and the arrows keep driving the player
+    document.querySelectorAll('#player button').forEach(function (b) {
+      b.addEventListener('click', function () { b.blur(); });
+    });
     $('popup-close').addEventListener('click', closePopup);
     $('popup').addEventListener('click', function (ev) { if (ev.target === $('popup')) { closePopup(); } });
     $('help-button').addEventListener('click', function () { $('help').hidden = false; });
