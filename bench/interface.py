@@ -3,8 +3,9 @@
 Builds the page of an agent with the interface's defaults (8 trajectories x 512 steps, 4,096 observations sampled
 every 128 steps, 8 NMF features, every conv block, 10 integration steps, 512 feature-visualization steps) or the
 given settings, and reports the wall time of each phase (rollouts, NMF per layer, attribution, dataset examples,
-feature visualization, writing), the total and the output size. The page is written to --out (a temporary folder by
-default, removed afterwards).
+feature visualization, writing), the total and the output size, and the process CPU time per phase (on a shared
+machine the wall time depends on the other jobs; with --threads 1 the CPU time is close to the wall time of an idle
+machine). The page is written to --out (a temporary folder by default, removed afterwards).
 
 Usage:
     python bench/interface.py --agent breakout                     # a bundled MinAtar agent, defaults
@@ -72,6 +73,7 @@ def main() -> None:
                                                                 "layers": args.layers or "every conv block",
                                                                 "integrate_steps": args.integrate_steps},
         "seconds": seconds, "nmf_per_layer_s": timing["nmf_per_layer"], "total_s": round(wall, 1),
+        "cpu_seconds": timing["cpu"],
         "output_mb": round(timing["output_bytes"] / 1e6, 2), "page": None if tmp else str(path),
         "threads": torch.get_num_threads(), "device": args.device or "cpu", "cpus": os.cpu_count(),
         "torch": torch.__version__, "python": platform.python_version(),

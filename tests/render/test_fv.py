@@ -69,7 +69,8 @@ def test_fourier_image_starts_at_the_mean_colour_within_the_range():
     with torch.no_grad():                                                # extreme spectra stay inside [low, high]
         params[0].mul_(1e6)
     img = image_fn().detach().numpy()
-    assert (img >= stats.low[None, :, None, None] - 1e-6).all() and (img <= stats.high[None, :, None, None] + 1e-6).all()
+    assert (img >= stats.low[None, :, None, None] - 1e-6).all()
+    assert (img <= stats.high[None, :, None, None] + 1e-6).all()
     with pytest.raises(ValueError, match="color_stats: expected statistics of 4-channel observations"):
         fourier_image((4, 16, 16), 1, color_stats=stats)
     # lucid's default without statistics: [0, 1] around grey, decorrelated RGB

@@ -28,7 +28,8 @@ def _chromium() -> str | None:
 
 CHROMIUM = _chromium()
 pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="the playwright wheel is not installed (pip install playwright)"),
+    pytest.mark.skipif(sync_playwright is None,
+                       reason="the playwright wheel is not installed (pip install playwright)"),
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable (apt-get install chromium; playwright "
                                                 "install cannot download browsers here)"),
 ]
@@ -181,7 +182,8 @@ def test_deep_link_and_blocked_network(browser, tiny_page, shots):
     o.shot(shots, "06_deep_link")
     # an accidental network load fails visibly: the Content-Security-Policy blocks it before any request
     blocked = o.page.evaluate("""async () => {
-        const seen = new Promise(r => document.addEventListener('securitypolicyviolation', e => r(e.violatedDirective)));
+        const seen = new Promise(
+            r => document.addEventListener('securitypolicyviolation', e => r(e.violatedDirective)));
         let failed = false;
         try { await fetch('http://127.0.0.1:9/data.json'); } catch (e) { failed = true; }
         const img = new Image(); img.src = 'http://127.0.0.1:9/x.png';

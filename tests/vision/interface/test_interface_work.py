@@ -5,8 +5,8 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
-from xrl.agents import load_bundled_agent
 from xrl.vision.interface import (Attribution, FeatureVis, NMFFit, Observations, Rollouts, item_inputs, plan_work,
                                   prepare_config, reduce_attribution, run_work_item)
 
@@ -79,3 +79,23 @@ def test_reduce_attribution_splits_the_whole_attribution(setup):
     maps, residual = reduce_attribution(along, nmf)
     assert np.abs(residual).max() < 1e-3 * np.abs(along.sum(1)).max()
     assert maps[..., 0].mean() > 10 * abs(maps[..., 1].mean())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_items_match_cpu(setup, tmp_path):
+    """--device cuda: a work item on the GPU gives the CPU's numbers for the same inputs; a whole page builds."""
+    import dataclasses
+
+    from xrl.vision.interface import build_interface, read_page_data, validate_page_data
+
+    config, model, results = setup
+    item = Attribution("embedder.block1", 0)
+    inputs = item_inputs(item, results)
+    cpu = run_work_item(item, config, inputs, model=model, progress=False)
+    gpu = run_work_item(item, dataclasses.replace(config, device="cuda"), inputs, progress=False)
+    for kind in ("value", "action"):
+        np.testing.assert_allclose(gpu[kind]["totals"], cpu[kind]["totals"], rtol=1e-3, atol=1e-4)
+    path = build_interface("breakout", tmp_path / "gpu", device="cuda", progress=False, **SMALL)
+    data = read_page_data(path)
+    validate_page_data(data)
+    assert data["settings"]["device"] == "cuda"

@@ -84,17 +84,19 @@ def build_interface_timed(agent: Any, out: str | Path, *, overwrite: bool = Fals
     """:func:`build_interface` that also returns the wall time of each phase and the output size (for benchmarks)."""
     out = Path(out)
     check_output_folder(out, overwrite)                                # fail before any computation
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     config, model, info = prepare_config(agent, **kwargs)
     t_prep = time.perf_counter() - t0
     results = run_work(config, model=model, progress=progress)
     timing = phase_seconds(results, config.layers)
     timing["setup"] = round(t_prep, 3)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     data, images = assemble_page(config, info, results, timing=timing)
     path = write_page(out, data, images, overwrite=overwrite, inline_images=inline_images)
     timing["writing"] = round(time.perf_counter() - t1, 3)
+    timing["cpu"]["writing"] = round(time.process_time() - c1, 3)
     timing["total"] = round(time.perf_counter() - t0, 3)
+    timing["cpu"]["total"] = round(time.process_time() - c0, 3)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     timing["output_bytes"] = int(size)
     return path, timing
@@ -130,7 +132,7 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
     observations : int, default 4096
         Frames sampled for NMF and dataset examples...
     obs_every : int, default 128
-        ... one every ``obs_every`` steps of each of 64 environments (a broad sample, as the paper).
+        ... one every ``obs_every`` steps of each of 128 environments (a broad sample, as the paper).
     features : int, default 8
         NMF features per layer.
     layers : list of str, optional

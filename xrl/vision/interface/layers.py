@@ -1,13 +1,13 @@
 """Which layers a page explains: every conv block output by default, or the user's names checked up front."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from xrl._validation import error_message
-from xrl.hooks import first_tensor, layer_names, resolve_layer_name
+from xrl.hooks import first_tensor, resolve_layer_name
 
 __all__ = ["conv_block_layers", "check_layers", "layer_shapes"]
 
@@ -122,15 +122,3 @@ def check_layers(model: nn.Module, layers: Sequence[str] | str | None, example: 
             raise ValueError(error_message("layers", "distinct layer names", layers, f"{name!r} is repeated"))
         resolved.append(name)
     return resolved
-
-
-def example_input(model: nn.Module, obs: Any) -> torch.Tensor:
-    """One observation as a batch on the model's device."""
-    from .agent import _model_device
-
-    t = torch.as_tensor(obs[:1]) if not isinstance(obs, torch.Tensor) else obs[:1]
-    return t.to(_model_device(model))
-
-
-def all_layer_names(model: nn.Module) -> list[str]:
-    return layer_names(model)

@@ -143,8 +143,9 @@ def assemble_page(config, info: dict[str, Any], results: dict[str, dict], *, tim
         for n in range(config.trajectories):
             res = results[f"attr:{layer}:{n}"]
             entry = {}
-            for kind, got in res.items():
-                if kind == "seconds":
+            for kind in ("value", "action"):
+                got = res.get(kind)
+                if got is None:
                     continue
                 blob_id = f"l{li}_t{n}_{kind}"
                 blobs[blob_id] = base64.b64encode(got["codes"]).decode("ascii")
@@ -311,7 +312,8 @@ def validate_page_data(data: dict[str, Any], *, folder: str | Path | None = None
         need(np.shape(t["logits"]) == (T, A) and np.shape(t["probs"]) == (T, A),
              f"trajectories[{i}].logits/probs: expected [{T}, {A}]")
         if need(np.all(np.isfinite(np.asarray(t["probs"], float))), f"trajectories[{i}].probs: not finite"):
-            need(np.allclose(np.sum(t["probs"], axis=1), 1.0, atol=1e-4), f"trajectories[{i}].probs: rows must sum to 1")
+            need(np.allclose(np.sum(t["probs"], axis=1), 1.0, atol=1e-4),
+                 f"trajectories[{i}].probs: rows must sum to 1")
         need(all(0 <= a < A for a in t["actions"]), f"trajectories[{i}].actions: outside [0, {A})")
         need(bool(t["firsts"][0]) if T else True, f"trajectories[{i}].firsts[0]: the first frame starts an episode")
         need(t["frames"] in images and t["strip"] in images, f"trajectories[{i}]: frame images missing")

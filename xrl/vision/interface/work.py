@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from xrl._validation import check_scalar, error_message
@@ -58,7 +57,7 @@ class InterfaceConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     fv_steps: int = 512
-    observation_envs: int = 64
+    observation_envs: int = 128
     batch_size: int = 256
     action_attribution: bool = True
 
@@ -181,8 +180,11 @@ def run_work_item(item: WorkItem, config: InterfaceConfig, inputs: dict[str, Any
                                       "Attribution)", type(item).__name__))
     from xrl._utils import eval_mode
 
+    cpu0 = time.process_time()
     with eval_mode(model):
-        return runner(item, config, inputs, model, progress)
+        result = runner(item, config, inputs, model, progress)
+    result["cpu_seconds"] = time.process_time() - cpu0                # this process's CPU time (all its threads)
+    return result
 
 
 def run_work(config: InterfaceConfig, *, model: nn.Module | None = None, progress: bool = True,
@@ -263,8 +265,9 @@ def _run_nmf(item: NMFFit, config: InterfaceConfig, inputs, model, progress) -> 
     bar.update(1)
     t1 = time.perf_counter()
     thumbnails, spatial = [], []
+    grid = 3 if max(obs.shape[-2:]) <= 16 else 4                      # 3 x 3 patches of a 10 x 10 board read better
     for f in range(config.features):
-        thumb, _ = layer_nmf.vis_dataset_thumbnail(f, num_mult=4, expand_mult=4)
+        thumb, _ = layer_nmf.vis_dataset_thumbnail(f, num_mult=grid, expand_mult=4)
         thumbnails.append(png_bytes(rescale_opacity(np.moveaxis(thumb, 0, -1))))
         bar.update(1)
         mosaic, _ = layer_nmf.vis_dataset(f, subdiv_mult=1, expand_mult=4)
@@ -316,9 +319,11 @@ def _fv_rgb(img: np.ndarray, family: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- attribution
 def smoothing_length(h: int, w: int) -> int:
     """Side of the ``norm_filter`` disc that smooths attribution maps of an ``h x w`` layer: the paper's 15 units
-    on a 32-wide layer, scaled to the layer's width (odd, at least 1)."""
-    n = int(round(15 * max(h, w) / 32))
-    n = max(1, n)
+    on a 32-wide layer, scaled to the layer's width (odd); maps under 8 wide are not smoothed (1), since their units
+    already cover a large part of the frame (the page draws them as blocks)."""
+    if max(h, w) < 8:
+        return 1
+    n = max(1, int(round(15 * max(h, w) / 32)))
     return n if n % 2 == 1 else n + 1
 
 
@@ -410,21 +415,20 @@ class _Timer:
 
 
 def phase_seconds(results: dict[str, dict], layers: Sequence[str]) -> dict[str, Any]:
-    """Wall time per phase summed over items: rollouts, NMF per layer, attribution, dataset examples, feature vis."""
-    timer = _Timer()
+    """Wall time per phase summed over items (rollouts, NMF per layer, attribution, dataset examples, feature
+    visualization), and the process CPU time per phase under ``"cpu"`` (an item's CPU time is split over its phases
+    in proportion to their wall time); on a busy machine the CPU time is the better measure of the work."""
+    wall, cpu = _Timer(), _Timer()
     per_layer = {}
     for key, res in results.items():
         secs = res.get("seconds", {})
+        total = sum(secs.values()) or 1.0
         for phase, value in secs.items():
             if phase == "nmf":
                 per_layer[key.split(":", 1)[1]] = round(float(value), 3)
-            timer.add(phase, value)
-    out = {k: round(v, 3) for k, v in timer.seconds.items()}
+            wall.add(phase, value)
+            cpu.add(phase, res.get("cpu_seconds", 0.0) * value / total)
+    out: dict[str, Any] = {k: round(v, 3) for k, v in wall.seconds.items()}
     out["nmf_per_layer"] = {layer: per_layer.get(layer) for layer in layers}
+    out["cpu"] = {k: round(v, 3) for k, v in cpu.seconds.items()}
     return out
-
-
-def torch_device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")

@@ -208,6 +208,7 @@
     renderInfo();
     renderPolicy();
     renderLegendValues();
+    renderFeatureChart();
     renderCursor();
     renderBookmarkHighlight();
     document.body.dataset.frame = String(state.frame);
@@ -359,6 +360,55 @@
       ' (features + residual)';
   }
 
+  // per-frame attribution of every feature over the whole trajectory: stacked bars, positive up, negative down
+  var featureChart = $('feature-chart');
+  function renderFeatureChart() {
+    var e = DATA.attribution.items[state.layer][state.traj][state.kind];
+    var T = e.totals.length;
+    var dpr = window.devicePixelRatio || 1;
+    var W = Math.max(100, Math.round(featureChart.getBoundingClientRect().width * dpr));
+    var H = Math.round(150 * dpr);
+    if (featureChart.width !== W) { featureChart.width = W; }
+    if (featureChart.height !== H) { featureChart.height = H; }
+    var ctx = featureChart.getContext('2d');
+    ctx.clearRect(0, 0, W, H);
+    var rows = [];
+    var up = 1e-12, down = 1e-12;
+    for (var t = 0; t < T; t++) {
+      var vals = e.totals[t].slice();
+      vals.push(state.residual || state.isolate === 'res' ? e.residual[t] : 0);
+      var pos = 0, neg = 0;
+      vals.forEach(function (v, k) {
+        var shown = state.isolate === null || state.isolate === (k === FEATURES ? 'res' : k);
+        if (!shown) { vals[k] = 0; return; }
+        if (v > 0) { pos += v; } else { neg -= v; }
+      });
+      up = Math.max(up, pos); down = Math.max(down, neg);
+      rows.push(vals);
+    }
+    var zero = H * up / (up + down);
+    var scale = (H - 2 * dpr) / (up + down);
+    var bw = W / T;
+    for (var tt = 0; tt < T; tt++) {
+      var yUp = zero, yDown = zero;
+      for (var k = 0; k <= FEATURES; k++) {
+        var v = rows[tt][k];
+        if (!v) { continue; }
+        ctx.fillStyle = k === FEATURES ? DATA.colors.residual : DATA.colors.features[k];
+        var h = Math.abs(v) * scale;
+        if (v > 0) { yUp -= h; ctx.fillRect(tt * bw, yUp, Math.max(bw, 1), h); }
+        else { ctx.fillRect(tt * bw, yDown, Math.max(bw, 1), h); yDown += h; }
+      }
+    }
+    ctx.fillStyle = '#9aa3b2';
+    ctx.fillRect(0, zero, W, dpr);
+    var tr = traj();
+    ctx.fillStyle = 'rgba(227, 179, 65, 0.9)';
+    tr.firsts.forEach(function (f, t) { if (f && t > 0) { ctx.fillRect(t * bw, 0, dpr, H); } });
+    ctx.fillStyle = '#1d2430';
+    ctx.fillRect((state.frame + 0.5) * bw - dpr, 0, 2 * dpr, H);
+  }
+
   function setIsolate(key) {
     if (state.isolate === key) { return; }
     state.isolate = key;
@@ -403,7 +453,7 @@
         var li = el('li', 'bookmark');
         li.dataset.trajectory = String(b.trajectory);
         li.dataset.frame = String(b.frame);
-        li.appendChild(el('span', null, 'T' + (b.trajectory + 1) + ' · frame ' + b.frame));
+        li.appendChild(el('span', null, 'T' + (b.trajectory + 1) + ' · ' + b.frame));
         li.appendChild(el('span', 'adv', (b.advantage >= 0 ? '+' : '') + fmt(b.advantage, 2)));
         li.title = 'jump to trajectory ' + (b.trajectory + 1) + ', frame ' + b.frame;
         li.addEventListener('click', function () { selectTrajectory(b.trajectory, b.frame); });
@@ -647,6 +697,7 @@
       if (state.playing) { play(state.playing); }
     });
     attachSeek($('scrubber'));
+    attachSeek(featureChart);
     // buttons give the focus back, so that space and the arrows keep driving the player
     document.querySelectorAll('#player button').forEach(function (b) {
       b.addEventListener('click', function () { b.blur(); });
