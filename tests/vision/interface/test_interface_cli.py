@@ -46,6 +46,7 @@ def test_run_cli_builds_a_page(tmp_path, capsys):
     assert "error: out: the folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow                                                      # a fresh interpreter imports torch
 def test_module_entry_point_reports_bad_agent(tmp_path):
     res = subprocess.run([sys.executable, "-m", "xrl.vision.interface", "--agent", "frewey", "--out",
                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120)

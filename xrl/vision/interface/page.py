@@ -129,8 +129,7 @@ def assemble_page(config, info: dict[str, Any], results: dict[str, dict], *, tim
         features = []
         for f in range(F):
             entry = {"color": colors[f], "thumbnail": f"l{li}_f{f}_thumb", "dataset": f"l{li}_f{f}_dataset",
-                     "fv": f"l{li}_f{f}_fv" if f < len(fv["images"]) else None,
-                     "mean_activation": _round(nmf["feature_strength"][f])}
+                     "fv": f"l{li}_f{f}_fv" if f < len(fv["images"]) else None}
             images[entry["thumbnail"]] = nmf["thumbnails"][f]
             images[entry["dataset"]] = nmf["dataset"][f]
             if entry["fv"]:

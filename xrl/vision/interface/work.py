@@ -280,7 +280,6 @@ def _run_nmf(item: NMFFit, config: InterfaceConfig, inputs, model, progress) -> 
     return {"nmf": layer_nmf.nmf, "channel_dirs": np.asarray(layer_nmf.channel_dirs, np.float32),
             "activation_shape": [int(layer_nmf.channel_dirs.shape[1]), int(acts.shape[1]), int(acts.shape[2])],
             "reconstruction_error": float(getattr(layer_nmf.nmf, "reconstruction_err_", float("nan")) or 0.0),
-            "feature_strength": [float(v) for v in acts.reshape(-1, acts.shape[-1]).mean(0)],
             "receptive_field": {"stride": list(rf.stride), "offset": list(rf.offset), "size": list(rf.size)},
             "thumbnails": thumbnails, "dataset": spatial,
             "seconds": {"nmf": t1 - t0, "dataset_examples": t2 - t1}}

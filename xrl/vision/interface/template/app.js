@@ -630,8 +630,7 @@
     var dot = el('span', 'swatch');
     dot.style.background = feat.color;
     sw.appendChild(dot);
-    sw.appendChild(document.createTextNode('its colour in the attribution views · mean activation ' +
-      fmt(feat.mean_activation)));
+    sw.appendChild(document.createTextNode('its colour in the attribution views'));
     right.appendChild(sw);
     body.appendChild(right);
     $('popup').hidden = false;
