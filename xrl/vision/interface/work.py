@@ -87,7 +87,9 @@ class Rollouts:
 
 @dataclass(frozen=True)
 class Observations:
-    """Sample ``observations`` frames every ``obs_every`` steps from ``observation_envs`` environments."""
+    """Sample ``observations`` frames every ``obs_every`` steps from ``observation_envs`` environments (in calls of
+    8 samples per environment, each with fresh environments seeded ``seed + 100000 + k * observation_envs``, apart
+    from the rollouts' seeds)."""
 
     @property
     def key(self) -> str:
@@ -235,7 +237,7 @@ def _run_observations(item, config: InterfaceConfig, inputs, model, progress) ->
     while sum(len(c) for c in chunks) < config.observations:
         want = min(per_call, config.observations - sum(len(c) for c in chunks))
         chunks.append(sample_observations(model, config.source.env_id, num_obs=want, every=config.obs_every,
-                                          num_envs=min(envs, want), seed=config.seed + 1000 + 97 * k,
+                                          num_envs=min(envs, want), seed=config.seed + 100_000 + k * envs,
                                           device=config.device, env_kwargs=config.source.env_kwargs_dict or None))
         bar.update(want)
         k += 1
