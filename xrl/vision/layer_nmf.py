@@ -21,7 +21,7 @@ from xrl._validation import check_scalar, error_message
 from xrl.attribution import to_tensor
 from xrl.hooks import resolve_layer_name
 from xrl.nmf import NMF
-from xrl.render.fv import direction, fourier_image, jitter, l2, pixel_image, render_vis
+from xrl.render.fv import l2
 from xrl.render.images import observation_rgb
 from xrl.vision.core import ReceptiveField, _check_obs, get_acts, get_attr, receptive_field
 
@@ -305,36 +305,44 @@ class LayerNMF:
 
     # ------------------------------------------------------------------ feature visualization
     def vis_traditional(self, feature_list: Sequence[int] | int | None = None, *, transforms=None,
-                        l2_coeff: float = 0.0, l2_layer_name: str | None = None, steps: int = 256, lr: float = 0.05,
-                        param: str = "fourier", seed: int | None = None) -> np.ndarray:
-        """Gradient feature visualization of each direction: images ``[F, C, H, W]`` in [0, 1] maximising
-        ``<acts at the central position, channel_dirs[f]>`` (lucid's ``direction_neuron``), through a Fourier
-        parameterisation (``param="fourier"``) or raw pixels (``"pixel"``) with jitter (1 pixel on boards <= 16 wide,
-        2 otherwise)."""
+                        l2_coeff: float = 0.0, l2_layer_name: str | None = None, steps: int = 512, lr: float = 0.05,
+                        param: str = "fourier", seed: int | None = None, prior_coeff: float = 100.0,
+                        progress: bool = False) -> np.ndarray:
+        """Gradient feature visualization of each direction: images ``[F, C, H, W]`` in the observations' units
+        (``[0, 1]``; uint8 frames count as ``/255``) maximising ``<acts at the central position, channel_dirs[f]>``
+        (lucid's ``direction_neuron``).
+
+        The legibility recipe of :func:`xrl.render.fv.visualize_directions`: Fourier parameterisation
+        (``param="fourier"``, or raw pixels ``"pixel"``), transformation robustness sized to the board (one-pixel
+        jitter on boards <= 16 wide; jitter, scale and rotation on larger frames), colours kept in the observations'
+        range and near their palette (``prior_coeff``, from :func:`~xrl.render.fv.color_statistics` of the
+        observations this NMF was fitted on). ``l2_coeff`` > 0 penalises the L2 norm of ``l2_layer_name``'s
+        activations (lucid's option). Dataset examples (:meth:`vis_dataset_thumbnail`) are usually clearer.
+        """
+        from xrl.render.fv import color_statistics, visualize_directions
+
         if feature_list is None:
             feature_list = list(range(self.channel_dirs.shape[0]))
         elif isinstance(feature_list, (int, np.integer)):
             feature_list = [int(feature_list)]
         feature_list = list(feature_list)
-        obj = sum(direction(self.layer, self.channel_dirs[f], batch=i) for i, f in enumerate(feature_list))
+        extra = None
         if l2_coeff:
             if l2_layer_name is None:
                 raise ValueError(error_message("l2_layer_name", "a layer name when l2_coeff != 0", None))
-            obj = obj - l2_coeff * l2(l2_layer_name)
-        if transforms is None:
-            transforms = [jitter(1 if max(self.obs_shape[1:]) <= 16 else 2)]
-        seed = self.seed if seed is None else seed
-        maker = {"fourier": fourier_image, "pixel": pixel_image}.get(param)
-        if maker is None:
+            extra = -l2_coeff * l2(l2_layer_name)
+        if param not in ("fourier", "pixel"):
             raise ValueError(error_message("param", "'fourier' or 'pixel'", param))
-        param_f = lambda: maker(self.obs_shape, len(feature_list), seed=seed, device=self.device)  # noqa: E731
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return render_vis(self.model, obj, param_f, transforms=transforms, steps=steps, lr=lr, seed=seed,
-                              device=self.device)
-        finally:
-            self.model.train(was_training)
+        seed = self.seed if seed is None else seed
+        if getattr(self, "_color_stats", None) is None:
+            self._color_stats = color_statistics(self.observations, seed=self.seed)
+        from xrl._utils import eval_mode
+
+        with eval_mode(self.model):
+            return visualize_directions(self.model, self.layer, self.channel_dirs[feature_list], self.obs_shape,
+                                        color_stats=self._color_stats, steps=steps, lr=lr, transforms=transforms,
+                                        prior_coeff=prior_coeff, extra_objective=extra, param=param, seed=seed,
+                                        device=self.device, progress=progress)
 
     # ------------------------------------------------------------------ dataset examples
     def _pad_obs(self, expand_mult: float) -> None:
