@@ -60,7 +60,7 @@ def test_existing_output_folder_without_overwrite(tmp_path):
 
 @pytest.mark.parametrize("name, value, match", [
     ("trajectories", 0, r"trajectories: expected a value >= 1, got 0"),
-    ("steps", 2.5, r"steps: expected a int, got 2.5"),
+    ("steps", 2.5, r"steps: expected an int, got 2.5"),
     ("observations", 8, r"observations: expected at least 16"),
     ("features", 64, r"features: expected at most 16 \(the channels of layer 'embedder.block1'\), got 64"),
     ("seed", -1, r"seed: expected a value >= 0, got -1"),
@@ -113,7 +113,12 @@ def test_sb3_actor_critic_needs_env_and_runs(tmp_path):
     model.save(tmp_path / "ppo_breakout.zip")
     with pytest.raises(ValueError, match=r"env: expected the environment id of the SB3 agent"):
         resolve_agent(tmp_path / "ppo_breakout.zip")
-    path = build_interface(tmp_path / "ppo_breakout.zip", tmp_path / "page", env="MinAtar/Breakout-v1", **QUICK)
+    # the custom extractor lives only in the file's pickle: refused unless trusted
+    with pytest.raises(ValueError, match=r"trust_pickle=True"):
+        build_interface(tmp_path / "ppo_breakout.zip", tmp_path / "page", env="MinAtar/Breakout-v1", **QUICK)
+    assert not (tmp_path / "page").exists()
+    path = build_interface(tmp_path / "ppo_breakout.zip", tmp_path / "page", env="MinAtar/Breakout-v1",
+                           trust_pickle=True, **QUICK)
     data = read_page_data(path)
     # conv block outputs of a conv/relu stack are its ReLUs
     assert data["settings"]["layers"] == ["features_extractor.cnn.1", "features_extractor.cnn.3"]

@@ -41,6 +41,9 @@ class AgentSource:
         Extra environment arguments (stored as sorted pairs to stay hashable).
     label : str
         A short name for titles (``"coinrun"``, the folder or file name).
+    trust_pickle : bool
+        For SB3 files only: load with SB3's own loader, which unpickles the file (runs code from it); see
+        :func:`xrl.agents.load_sb3_policy`.
     """
 
     kind: str
@@ -48,6 +51,7 @@ class AgentSource:
     env_id: str
     env_kwargs: tuple = field(default_factory=tuple)
     label: str = ""
+    trust_pickle: bool = False
 
     @property
     def env_kwargs_dict(self) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def _class_name(policy: dict) -> str:
     return "?"
 
 
-def resolve_agent(agent: Any, env: str | None = None) -> AgentSource:
+def resolve_agent(agent: Any, env: str | None = None, trust_pickle: bool = False) -> AgentSource:
     """Check ``agent`` / ``env`` and describe them as an :class:`AgentSource` (cheap: nothing is rolled out).
 
     Parameters
@@ -134,6 +138,9 @@ def resolve_agent(agent: Any, env: str | None = None) -> AgentSource:
     env : str, optional
         The environment id; required for SB3 files, otherwise taken from the checkpoint's metadata (giving it
         overrides that, e.g. to play a Freeway agent in the Freeway POMDP's shape it must still match).
+    trust_pickle : bool, default False
+        For SB3 files whose pickles alone describe the network (a custom features extractor): unpickle them with
+        SB3's loader. This runs code from the file; only for files you trust.
 
     Raises
     ------
@@ -187,7 +194,7 @@ def resolve_agent(agent: Any, env: str | None = None) -> AgentSource:
         if env_id is None:
             raise ValueError(error_message("env", "the environment id of the SB3 agent (SB3 files do not name it)",
                                            None, "pass env='breakout' (or --env breakout)"))
-        return AgentSource("sb3", str(file.resolve()), env_id, (), file.stem)
+        return AgentSource("sb3", str(file.resolve()), env_id, (), file.stem, bool(trust_pickle))
     names = list(BUNDLED_AGENTS)
     hint = suggest(key, names)
     raise ValueError(error_message(
@@ -214,7 +221,7 @@ def load_model(source: AgentSource, device: Any = None) -> nn.Module:
         last: Exception | None = None
         for algo in ("PPO", "A2C"):
             try:
-                return load_sb3_policy(source.location, device=dev, algo=algo)
+                return load_sb3_policy(source.location, device=dev, algo=algo, trust_pickle=source.trust_pickle)
             except ValueError as exc:
                 last = exc
         raise ValueError(f"agent: could not load {source.location!r} as an SB3 PPO or A2C policy ({last})")

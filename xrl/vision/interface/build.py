@@ -40,8 +40,8 @@ def gae_parameters(model: Any, source) -> tuple[float, float]:
 def prepare_config(agent: Any, *, env: str | None = None, trajectories: int = 8, steps: int = 512,
                    observations: int = 4096, obs_every: int = 128, features: int = 8,
                    layers: Sequence[str] | str | None = None, integrate_steps: int = 10, seed: int = 0,
-                   device: Any = None, fv_steps: int = 512, action_attribution: bool = True
-                   ) -> tuple[InterfaceConfig, torch.nn.Module, dict[str, Any]]:
+                   device: Any = None, fv_steps: int = 512, action_attribution: bool = True,
+                   trust_pickle: bool = False) -> tuple[InterfaceConfig, torch.nn.Module, dict[str, Any]]:
     """Check every argument, load the agent and check it against its environment; nothing is computed yet.
 
     Returns ``(config, model, info)``; raises ``ValueError``/``TypeError`` naming the argument for bad input.
@@ -57,7 +57,7 @@ def prepare_config(agent: Any, *, env: str | None = None, trajectories: int = 8,
     from xrl._utils import resolve_device
 
     dev = resolve_device(device)
-    source = resolve_agent(agent, env)
+    source = resolve_agent(agent, env, trust_pickle=trust_pickle)
     model = load_model(source, dev)
     info = check_agent_env(model, source, seed=seed)
     info["family"] = env_family(source.env_id)
@@ -106,7 +106,8 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
                     observations: int = 4096, obs_every: int = 128, features: int = 8,
                     layers: Sequence[str] | str | None = None, integrate_steps: int = 10, seed: int = 0,
                     device: Any = None, overwrite: bool = False, progress: bool = True, fv_steps: int = 512,
-                    action_attribution: bool = True, inline_images: bool | None = None) -> Path:
+                    action_attribution: bool = True, inline_images: bool | None = None,
+                    trust_pickle: bool = False) -> Path:
     """Build the Understanding-RL-Vision interface of an agent: one offline ``index.html`` to explore.
 
     The page (Hilton et al. 2020, https://distill.pub/2020/understanding-rl-vision) shows ``trajectories`` rollouts
@@ -153,6 +154,9 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
         Also attribute the chosen action's logit (the page's second attribution kind; doubles attribution time).
     inline_images : bool, optional
         Images as data URIs inside index.html (default unless they exceed 24 MB; else PNGs in ``out/images``).
+    trust_pickle : bool, default False
+        SB3 files only: unpickle what only the file's pickles describe (a custom features extractor) with SB3's
+        loader. This runs code from the file; only for files you trust.
 
     Returns
     -------
@@ -174,5 +178,5 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
                                     observations=observations, obs_every=obs_every, features=features, layers=layers,
                                     integrate_steps=integrate_steps, seed=seed, device=device, overwrite=overwrite,
                                     progress=progress, fv_steps=fv_steps, action_attribution=action_attribution,
-                                    inline_images=inline_images)
+                                    inline_images=inline_images, trust_pickle=trust_pickle)
     return path

@@ -42,6 +42,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default torch's; 1 is often faster on a busy machine)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="SB3 files with a custom network: unpickle it (runs code from the file; trusted files "
+                        "only)")
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -66,7 +69,8 @@ def run_cli(args: argparse.Namespace) -> Path:
     path, timing = build_interface_timed(
         args.agent, out, env=args.env, features=args.features, layers=args.layers,
         integrate_steps=args.integrate_steps, seed=args.seed, device=args.device, overwrite=args.overwrite,
-        progress=not args.no_progress, action_attribution=not args.no_action_attribution, **settings)
+        progress=not args.no_progress, action_attribution=not args.no_action_attribution,
+        trust_pickle=args.trust_pickle, **settings)
     print(f"wrote {path} ({timing['output_bytes'] / 1e6:.1f} MB in {timing['total']:.0f} s); open it in a browser")
     print(json.dumps({"timing_s": timing}), file=sys.stderr)
     return path
