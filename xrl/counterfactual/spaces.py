@@ -1,0 +1,219 @@
+"""Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads.
+
+The DDPG loop and the explainers only talk to a space through these methods:
+
+* ``check(X)`` validates user data; ``rows(X)`` holds it as :class:`Rows` on the device;
+* ``condition(rows, generator)``: training-time conditions (or ``None``); ``explain_condition(C, rows)`` at explain;
+* ``counterfactual(decoded, rows, C)``: the decoder's output -> model-space counterfactuals (post-processing);
+* ``predictor_input(X_cf)`` and ``black_box_input(X, start, stop)``: what the black box is called with;
+* ``encoder_input(X_cf)`` (consistency loss), ``sparsity(decoded, rows, weight)``, ``output(X)`` (the user's format).
+
+:class:`ImageSpace` is alibi's generic pipeline (``encoder_preprocessor``, ``postprocessing_funcs``,
+``decoder_inv_preprocessor``, ``conditional_func``); :class:`TabularSpace` keeps each row's exact original codes beside
+its model-space row and decodes through :class:`~xrl.counterfactual.conditioning.TabularConstraints`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .._validation import as_float_array, error_message
+from .config import generate_empty_condition, identity_function
+from .conditioning import TabularConstraints
+from .losses import l1_sparsity, tabular_sparsity
+from .task import to_numpy
+
+__all__ = ["Rows", "ImageSpace", "TabularSpace"]
+
+
+@dataclasses.dataclass
+class Rows:
+    """Instances as the explainer holds them: ``model`` ``[B, ...]`` float32 (what the encoder reads and the sparsity
+    loss compares with) and, for tabular data, the exact original ``codes`` ``[B, F]`` float64 beside them."""
+
+    model: torch.Tensor
+    codes: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.model)
+
+    def __getitem__(self, idx: Any) -> "Rows":
+        return Rows(self.model[idx], None if self.codes is None else self.codes[idx])
+
+    @staticmethod
+    def cat(parts: list["Rows"]) -> "Rows":
+        codes = None if parts[0].codes is None else torch.cat([p.codes for p in parts])
+        return Rows(torch.cat([p.model for p in parts]), codes)
+
+
+def _tensor(x: Any, device: torch.device) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_tensor(e, device) for e in x]
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(device=device, dtype=torch.float32)
+
+
+def _slice(x: Any, start: int, stop: int) -> Any:
+    return [e[start:stop] for e in x] if isinstance(x, (list, tuple)) else x[start:stop]
+
+
+def _check_rows(X: Any) -> None:
+    if len(X) == 0:
+        raise ValueError(error_message("X", "at least one row", X, "pass the instances to explain as [N, ...], N >= 1"))
+
+
+class ImageSpace:
+    """alibi's generic pipeline for any data the autoencoder reads as one tensor (images, flat vectors).
+
+    ``components`` is the explainer's dict of alibi's function parameters (read at each call, so ``params`` updates
+    apply). Functions receive numpy arrays, as in alibi, unless they set ``tensor_native = True``.
+    """
+
+    label_rows: int | None = None  # black-box rows per call: None = the batch size
+
+    def __init__(self, components: dict[str, Any], device: torch.device) -> None:
+        self.c, self.device = components, device
+
+    def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
+        X = as_float_array("X", X, ndim_min=2)
+        _check_rows(X)
+        if x_shape is not None and tuple(X.shape[1:]) != tuple(x_shape):
+            raise ValueError(f"X: expected rows shaped {tuple(x_shape)} (as in training), got {tuple(X.shape[1:])}")
+        return X
+
+    def rows(self, X: np.ndarray) -> Rows:
+        f = self.c["encoder_preprocessor"]
+        if f is identity_function:
+            return Rows(torch.from_numpy(X).to(self.device))
+        M = as_float_array("encoder_preprocessor(X)", to_numpy(f(X)), ndim_min=2)
+        if len(M) != len(X):
+            raise ValueError(f"encoder_preprocessor: returned {len(M)} rows for {len(X)} input rows")
+        return Rows(torch.from_numpy(M).to(self.device))
+
+    def condition(self, rows: Rows, generator: torch.Generator) -> torch.Tensor | None:
+        f = self.c["conditional_func"]
+        if f is generate_empty_condition:
+            return None
+        C = f(rows.model if getattr(f, "tensor_native", False) else to_numpy(rows.model))
+        return None if C is None else _tensor(C, self.device).reshape(len(rows), -1)
+
+    def explain_condition(self, C: Any, rows: Rows, cond_dim: int) -> torch.Tensor | None:
+        n = len(rows)
+        if C is None:
+            if cond_dim:
+                raise ValueError(f"C: the explainer was trained with conditioning ({cond_dim} values per row); pass "
+                                 "a condition array C")
+            return None
+        C = as_float_array("C", C, ndim_min=1)
+        C = C[None] if C.ndim == 1 else C
+        if not cond_dim:
+            raise ValueError("C: the explainer was trained without conditioning (conditional_func returned None); "
+                             "pass C=None")
+        if C.ndim != 2 or C.shape[1] != cond_dim or C.shape[0] not in (1, n):
+            raise ValueError(error_message("C", f"a condition array [1 or {n}, {cond_dim}]", C))
+        T = torch.from_numpy(C).to(self.device)
+        return T.expand(n, -1) if T.shape[0] == 1 else T
+
+    def counterfactual(self, decoded: Any, rows: Rows, C: torch.Tensor | None) -> Any:
+        X_cf = decoded
+        for f in self.c["postprocessing_funcs"]:
+            X_cf = (f(X_cf, rows.model, C) if getattr(f, "tensor_native", False)
+                    else f(to_numpy(X_cf), to_numpy(rows.model), to_numpy(C)))
+        return X_cf
+
+    def predictor_input(self, X_cf: Any) -> Any:
+        inv = self.c["decoder_inv_preprocessor"]
+        if inv is identity_function:
+            return X_cf
+        return inv(X_cf if getattr(inv, "tensor_native", False) else to_numpy(X_cf))
+
+    def black_box_input(self, X: Any, start: int, stop: int) -> Any:
+        return _slice(X, start, stop)
+
+    def encoder_input(self, X_cf: Any) -> torch.Tensor:
+        return _tensor(X_cf, self.device)
+
+    def sparsity(self, decoded: torch.Tensor, rows: Rows, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return l1_sparsity(decoded, rows.model, weight)
+
+    @staticmethod
+    def join(parts: list[Any]) -> Any:
+        if isinstance(parts[0], (list, tuple)):
+            return [ImageSpace.join([p[j] for p in parts]) for j in range(len(parts[0]))]
+        return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
+
+    def output(self, X: Any) -> Any:
+        return to_numpy(X)
+
+
+class TabularSpace:
+    """Mixed numerical/categorical rows: model space = the preprocessor's standardised + one-hot layout, and every
+    row's exact original codes travel beside it, so conditioning, projection and the black box see exact values."""
+
+    label_rows: int | None = 10_000  # a black box such as a random forest costs mostly per call
+
+    def __init__(self, constraints: TabularConstraints, conditional: bool, weight_num: float, weight_cat: float,
+                 device: torch.device) -> None:
+        self.constraints, self.pre, self.device = constraints, constraints.pre, device
+        self.conditional, self.weight_num, self.weight_cat = conditional, weight_num, weight_cat
+
+    def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
+        A = self.pre.to_codes(X, "X")
+        _check_rows(A)
+        return A
+
+    def rows(self, A: Any) -> Rows:
+        A = A if isinstance(A, torch.Tensor) else torch.from_numpy(A)
+        A = A.to(self.device)
+        return Rows(self.pre.codes_to_model(A), A)
+
+    def condition(self, rows: Rows, generator: torch.Generator) -> torch.Tensor | None:
+        return self.constraints.random_condition(rows.codes, generator) if self.conditional else None
+
+    def explain_condition(self, C: Any, rows: Rows, cond_dim: int) -> torch.Tensor | None:
+        """None or ``{}`` -> immutables and ranges only (alibi's behaviour); dicts in original units; raw arrays."""
+        empty = C is None or (isinstance(C, (list, tuple)) and len(C) == 0) or (isinstance(C, Mapping) and not C)
+        if not self.conditional:
+            if not empty:
+                raise ValueError("C: the explainer was trained without conditioning (conditional=False), so it cannot "
+                                 "follow explain-time conditions; pass C=None, or build it with conditional=True")
+            return None
+        A = rows.codes
+        if empty:
+            return self.constraints.default_condition(A)
+        if isinstance(C, Mapping) or (isinstance(C, (list, tuple)) and all(isinstance(c, Mapping) for c in C)):
+            return self.constraints.condition_from_dicts(A, C)
+        Ct = torch.as_tensor(np.asarray(to_numpy(C), dtype=np.float64), device=A.device)
+        Ct = Ct[None] if Ct.ndim == 1 else Ct
+        Ct = Ct.expand(len(A), -1) if Ct.ndim == 2 and Ct.shape[0] == 1 else Ct
+        self.constraints.check_condition(Ct, A)
+        return Ct
+
+    def counterfactual(self, heads: Any, rows: Rows, C: torch.Tensor | None) -> Rows:
+        C = self.constraints.default_condition(rows.codes) if C is None else C
+        A_cf = self.constraints.project(heads, rows.codes, C)
+        return Rows(self.pre.codes_to_model(A_cf), A_cf)
+
+    def predictor_input(self, X_cf: Rows) -> Rows:
+        return X_cf
+
+    def black_box_input(self, X: Rows | torch.Tensor, start: int, stop: int) -> Any:
+        codes = X.codes if isinstance(X, Rows) else X
+        return self.pre.from_codes(codes[start:stop])
+
+    def encoder_input(self, X_cf: Rows) -> torch.Tensor:
+        return X_cf.model
+
+    def sparsity(self, heads: Any, rows: Rows, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return tabular_sparsity(list(heads), rows.model, self.pre.n_num, self.pre.pad_categorical, self.weight_num,
+                                self.weight_cat, weight)
+
+    @staticmethod
+    def join(parts: list[Rows]) -> Rows:
+        return Rows.cat(parts)
+
+    def output(self, X: Rows) -> Any:
+        return self.pre.from_codes(X.codes)
