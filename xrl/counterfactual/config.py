@@ -131,31 +131,27 @@ class CFRLConfig:
         return dataclasses.replace(self, **changes)
 
 
-# name -> (type, low, high, low inclusive); ints accept numpy integers, floats any real number
-_RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "coeff_sparsity": (float, 0, None, True), "coeff_consistency": (float, 0, None, True),
-    "latent_dim": (int, 1, None, True), "seed": (int, None, None, True), "act_noise": (float, 0, None, True),
-    "act_low": (float, None, None, True), "act_high": (float, None, None, True),
-    "replay_buffer_size": (int, 1, None, True), "batch_size": (int, 1, None, True), "num_workers": (int, 0, None, True),
-    "shuffle": (bool, None, None, True), "exploration_steps": (int, 0, None, True), "update_every": (int, 1, None, True),
-    "update_after": (int, 0, None, True), "train_steps": (int, 1, None, True), "lr_actor": (float, 0, None, False),
-    "lr_critic": (float, 0, None, False), "actor_hidden_dim": (int, 1, None, True),
-    "critic_hidden_dim": (int, 1, None, True), "all_targets": (bool, None, None, True),
-    "saturation_penalty": (float, 0, None, True), "lr_decay": (float, 0, 1, True), "lr_decay_steps": (int, 1, None, True),
-    "sparsity_gate": (float, 0, 1, True)}
+# name -> (type, low, high); ints accept numpy integers, floats any real number; learning rates must be > 0
+_RULES: dict[str, tuple[type, float | None, float | None]] = {
+    **{k: (float, 0, None) for k in ("coeff_sparsity", "coeff_consistency", "act_noise", "saturation_penalty",
+                                     "lr_actor", "lr_critic")},
+    **{k: (float, None, None) for k in ("act_low", "act_high")}, "lr_decay": (float, 0, 1), "sparsity_gate": (float, 0, 1),
+    **{k: (int, 1, None) for k in ("latent_dim", "replay_buffer_size", "batch_size", "update_every", "train_steps",
+                                   "actor_hidden_dim", "critic_hidden_dim", "lr_decay_steps")},
+    **{k: (int, 0, None) for k in ("num_workers", "exploration_steps", "update_after")}, "seed": (int, None, None),
+    "shuffle": (bool, None, None), "all_targets": (bool, None, None)}
 FIELDS = tuple(f.name for f in dataclasses.fields(CFRLConfig))
 
 
 def as_int(name: str, value: Any, low: int | None = None) -> int:
     """``value`` as a python int (numpy integers accepted; bools and floats refused), checked against ``low``."""
-    if isinstance(value, np.integer):
-        value = int(value)
+    value = int(value) if isinstance(value, np.integer) else value
     check_scalar(name, value, int, low=low)
     return int(value)
 
 
 def _checked(name: str, value: Any) -> Any:
-    kind, low, high, low_inclusive = _RULES[name]
+    kind, low, high = _RULES[name]
     if value is None and name in ("latent_dim", "lr_decay_steps"):
         return None
     if kind is bool:
@@ -164,16 +160,13 @@ def _checked(name: str, value: Any) -> Any:
         return bool(value)
     if kind is int:
         return as_int(name, value, low)
-    if isinstance(value, (np.integer, np.floating)):
-        value = value.item()
-    check_scalar(name, value, (int, float), low=low, high=high, low_inclusive=low_inclusive)
+    value = value.item() if isinstance(value, (np.integer, np.floating)) else value
+    check_scalar(name, value, (int, float), low=low, high=high, low_inclusive=name not in ("lr_actor", "lr_critic"))
     return float(value)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "xrl": {},
-    "alibi": {"all_targets": False, "saturation_penalty": 0.0, "lr_decay": 1.0, "sparsity_gate": 0.0},
-}
+    "xrl": {}, "alibi": {"all_targets": False, "saturation_penalty": 0.0, "lr_decay": 1.0, "sparsity_gate": 0.0}}
 """Named starting points for :class:`CFRLConfig`: ``"xrl"`` (the defaults above) and ``"alibi"`` (alibi 0.9.6's
 algorithm: one target per transition, no saturation penalty, constant learning rates, alibi's actor loss)."""
 
@@ -183,11 +176,9 @@ COMPONENTS: dict[str, Any] = {
     "reward_func": get_classification_reward, "postprocessing_funcs": (), "conditional_func": generate_empty_condition,
     "callbacks": (), "actor": None, "critic": None, "optimizer_actor": None, "optimizer_critic": None}
 FUNCTIONS = ("encoder_preprocessor", "decoder_inv_preprocessor", "reward_func", "conditional_func")
-_REMOVED = {
-    "pipeline": "the black box is always called from the caller's thread; drop the argument",
-    "optimize_inference": "the models run as given; for torch.compile of a module black box pass accelerate='compile'",
-    "hindsight": "all_targets=True (the default) already teaches the critic the class each counterfactual reached"}
-
+_REMOVED = {"pipeline": "the black box is always called from the caller's thread; drop the argument",
+            "optimize_inference": "models run as given; for torch.compile of a module black box pass accelerate='compile'",
+            "hindsight": "all_targets=True (the default) already teaches the critic the class each counterfactual reached"}
 ALIBI_FIELDS = ("act_noise", "act_low", "act_high", "replay_buffer_size", "batch_size", "num_workers", "shuffle",
                 "exploration_steps", "update_every", "update_after", "train_steps", "lr_actor", "lr_critic",
                 "actor_hidden_dim", "critic_hidden_dim")
@@ -197,20 +188,17 @@ DEFAULT_BASE_PARAMS: dict[str, Any] = {**{k: getattr(CFRLConfig(), k) for k in A
 
 
 def split_options(options: dict[str, Any], preset: str = "xrl", **given: Any) -> tuple[CFRLConfig, dict[str, Any]]:
-    """alibi-style keyword options (``DEFAULT_BASE_PARAMS`` keys and :class:`CFRLConfig` fields) -> (config, components).
+    """alibi-style keyword options (``DEFAULT_BASE_PARAMS`` keys, :class:`CFRLConfig` fields) -> (config, components).
 
-    Unknown keys raise ``ValueError`` with the closest valid names; ``given`` holds the constructor's named arguments.
-    """
+    Unknown keys raise ``ValueError`` naming the closest valid ones; ``given``: the constructor's named arguments."""
     if preset not in PRESETS:
         raise ValueError(error_message("preset", f"one of {sorted(PRESETS)}", preset))
-    for key in options:
-        if key in _REMOVED:
-            raise ValueError(f"{key}: this option was removed; {_REMOVED[key]}")
+    for key in set(options) & set(_REMOVED):
+        raise ValueError(f"{key}: this option was removed; {_REMOVED[key]}")
     check_keys("kwargs", options, [*FIELDS, *COMPONENTS, "backend"])
-    fields = {**PRESETS[preset], **{k: v for k, v in options.items() if k in FIELDS}, **given}
     components = {k: options.get(k, list(v) if isinstance(v, tuple) else v) for k, v in COMPONENTS.items()}
     check_components(components)
-    return CFRLConfig(**fields), components
+    return CFRLConfig(**{**PRESETS[preset], **{k: v for k, v in options.items() if k in FIELDS}, **given}), components
 
 
 def check_components(c: dict[str, Any]) -> None:
@@ -226,17 +214,15 @@ def check_components(c: dict[str, Any]) -> None:
                     ("optimizer_critic", torch.optim.Optimizer)):
         if c[k] is not None and not isinstance(c[k], kind):
             raise TypeError(error_message(k, f"a {kind.__module__}.{kind.__name__} or None", type(c[k]).__name__))
-    for opt, net in (("optimizer_actor", "actor"), ("optimizer_critic", "critic")):
-        if c[opt] is not None and c[net] is None:
-            raise ValueError(f"{opt}: cannot be given without {net} (an optimizer needs the network it updates)")
+        if k.startswith("optimizer") and c[k] is not None and c[k[len("optimizer_"):]] is None:
+            raise ValueError(f"{k}: cannot be given without {k[10:]} (an optimizer needs the network it updates)")
 
 
 class ParamsView(MutableMapping):
     """alibi's ``explainer.params``: the config's fields and the components in one mapping, written through.
 
-    ``explainer.params["train_steps"] = 5000`` replaces the config (validated); ``params["predictor"] = f`` calls
-    ``reset_predictor``. Keys cannot be deleted or added.
-    """
+    ``params["train_steps"] = 5000`` replaces the config (validated); ``params["predictor"] = f`` calls
+    ``reset_predictor``. Keys cannot be deleted or added."""
 
     def __init__(self, owner: Any) -> None:
         self._owner = owner
@@ -247,11 +233,9 @@ class ParamsView(MutableMapping):
                 "device": o.device}
 
     def __getitem__(self, key: str) -> Any:
-        if key in FIELDS:
-            return getattr(self._owner.config, key)
-        if key in self._owner.components:
-            return self._owner.components[key]
-        return self._extra()[key]
+        o = self._owner
+        return getattr(o.config, key) if key in FIELDS else o.components[key] if key in o.components else \
+            self._extra()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         o = self._owner
@@ -263,7 +247,7 @@ class ParamsView(MutableMapping):
         elif key == "predictor":
             o.reset_predictor(value)
         else:
-            raise KeyError(f"params: {key!r} cannot be set; settable keys are the config's fields and {list(COMPONENTS)}")
+            raise KeyError(f"params: {key!r} cannot be set; the config's fields and {list(COMPONENTS)} can")
 
     def __delitem__(self, key: str) -> None:
         raise TypeError("params: keys cannot be deleted")

@@ -31,6 +31,10 @@ from .task import Task, to_numpy
 
 __all__ = ["DDPG", "Networks", "TrainingData", "TrainingState", "prepare", "fingerprint", "label"]
 
+class _Bar(tqdm):
+    monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
+
+
 MAX_CHUNK_ROWS = 10_000
 """With ``update_every > 1`` the steps up to the next update share one black-box call, up to this many rows."""
 
@@ -214,7 +218,7 @@ class DDPG:
     def run(self, data: TrainingData, state: TrainingState) -> None:
         """Train from ``state.step`` to ``train_steps``; an exception undoes the unfinished steps (see ``_Undo``)."""
         cfg = self.cfg
-        bar = tqdm(total=cfg.train_steps, initial=min(state.step, cfg.train_steps), disable=not self.progress,
+        bar = _Bar(total=cfg.train_steps, initial=min(state.step, cfg.train_steps), disable=not self.progress,
                    desc="CFRL fit", dynamic_ncols=True)
         rewards: list[torch.Tensor] = []
         try:
