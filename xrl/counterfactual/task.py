@@ -42,6 +42,9 @@ class Task:
     y_range: tuple[float, float] | None = None
     intervals: bool = False
 
+    def __post_init__(self) -> None:
+        self.intervals = self.intervals and self.regression  # intervals are regression targets
+
     @classmethod
     def from_predictions(cls, Y: torch.Tensor, intervals: bool = False) -> "Task":
         """The task of a black box whose training-set predictions are ``Y`` ``[N, K]`` (``K == 1``: regression)."""
