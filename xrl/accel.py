@@ -1,66 +1,95 @@
-"""The one opt-in acceleration boundary: nothing else in xrl changes how a user's model runs.
+"""The one acceleration boundary: nothing else in xrl changes how a model runs.
 
-``accelerate(module, "compile")`` returns a callable that runs ``torch.compile(module)`` once it has agreed with the
-eager module on the first calls (``checks`` of them, within ``atol``; those calls return the eager answer). If
-compiling fails or the answers differ, it warns once (:class:`AccelerationWarning`) and runs the module eagerly from
-then on. ``accelerate(module, None)`` returns the module itself.
+``accelerate(module, mode)`` returns a callable that runs ``module`` faster once it has agreed with the eager module on
+its first calls (``checks`` of them, within ``atol``; those calls return the eager answer). If the fast path fails or
+disagrees, it warns once (:class:`AccelerationWarning`) and runs the module eagerly from then on. Modes:
 
-What changes with ``"compile"``: torch's compiler (inductor) generates and builds code on first use (it needs a C++
-compiler on CPU and may start torch's own compile workers); later calls run that code, with float results that may
-differ from eager in the last bits. Weights changed in place after compiling are read by the compiled code
-(parameters are inputs of the graph), and data-dependent branches in ``forward`` become graph breaks run eagerly.
+* ``None``: the module itself.
+* ``"channels_last"``: each call runs with the module's 4-D (convolution) weights in channels-last memory format
+  (the same values; oneDNN's NHWC kernels), and every parameter gets its own tensor back when the call returns. Nothing
+  is compiled or copied to keep; weights changed in place, hooks and data-dependent branches all act as in eager mode.
+  CFRL uses it by default for its frozen encoder and decoder (measured 2-3x faster on the MNIST autoencoder on CPU).
+* ``"compile"``: ``torch.compile``: torch's compiler (inductor) generates and builds code on first use (it needs a C++
+  compiler on CPU and may start torch's compile workers); weights changed in place are read by the compiled code
+  (parameters are graph inputs) and data-dependent branches become graph breaks run eagerly.
+
+Both fast paths may differ from eager in the last bits of a float (the check bounds that on the first calls).
 """
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ._validation import error_message
 
-__all__ = ["accelerate", "Accelerated", "AccelerationWarning", "MODES"]
+__all__ = ["accelerate", "Accelerated", "AccelerationWarning", "MODES", "channels_last"]
 
-MODES = (None, "compile")
+MODES = (None, "channels_last", "compile")
 
 
 class AccelerationWarning(UserWarning):
     """An acceleration was asked for and could not be used: the eager model runs instead."""
 
 
-class Accelerated:
-    """``torch.compile`` of ``module``, checked against eager on its first ``checks`` calls (see the module doc).
+@contextmanager
+def channels_last(*modules: torch.nn.Module) -> Iterator[None]:
+    """Inside: the 4-D floating weights of ``modules`` in channels-last memory format; on exit (also after an error)
+    each parameter gets back the very tensor it had."""
+    fmt = torch.channels_last
+    saved = [(p, p.data) for m in modules for p in m.parameters()
+             if p.dim() == 4 and p.is_floating_point() and not p.is_contiguous(memory_format=fmt)]
+    try:
+        for p, data in saved:
+            p.data = data.contiguous(memory_format=fmt)
+        yield
+    finally:
+        for p, data in saved:
+            p.data = data
 
-    ``status`` says what runs: ``"checking"``, ``"compiled"`` or ``"eager (<reason>)"``.
+
+def has_convolutions(module: torch.nn.Module) -> bool:
+    return any(p.dim() == 4 for p in module.parameters())
+
+
+class Accelerated:
+    """``module`` on a fast path, checked against eager on its first ``checks`` calls (see the module doc).
+
+    ``status`` says what runs: ``"checking"``, ``"accelerated"`` or ``"eager (<reason>)"``.
     """
 
-    def __init__(self, module: torch.nn.Module, name: str = "module", checks: int = 2, atol: float = 1e-5) -> None:
-        self.module, self.name, self.checks, self.atol = module, name, checks, atol
-        self.compiled: Callable | None = torch.compile(module)
-        self.status = "checking"
+    def __init__(self, module: torch.nn.Module, mode: str, name: str = "module", checks: int = 2,
+                 atol: float = 1e-5) -> None:
+        self.module, self.name, self.checks, self.atol, self.status = module, name, checks, atol, "checking"
+        self.fast: Callable | None = torch.compile(module) if mode == "compile" else self._channels_last
+
+    def _channels_last(self, *args: Any) -> Any:
+        with channels_last(self.module):
+            return self.module(*args)
 
     def _fall_back(self, reason: str) -> None:
-        self.compiled, self.status = None, f"eager ({reason})"
-        warnings.warn(f"{self.name}: accelerate='compile' is not used, the model runs eagerly: {reason}",
+        self.fast, self.status = None, f"eager ({reason})"
+        warnings.warn(f"{self.name}: the accelerated path is not used, the model runs eagerly: {reason}",
                       AccelerationWarning, stacklevel=3)
 
     def __call__(self, *args: Any) -> Any:
-        if self.compiled is None:
+        if self.fast is None:
             return self.module(*args)
         if self.checks <= 0:
-            return self.compiled(*args)
+            return self.fast(*args)
         eager = self.module(*args)
         try:
-            fast = self.compiled(*args)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
-            self._fall_back(f"compiling failed ({type(exc).__name__}: {str(exc)[:200]})")
+            fast = self.fast(*args)
+        except Exception as exc:  # noqa: BLE001 - any failure of the fast path means: run eagerly
+            self._fall_back(f"it failed ({type(exc).__name__}: {str(exc)[:200]})")
             return eager
         if not _close(fast, eager, self.atol):
             self._fall_back(f"its output differs from the eager model's by more than {self.atol}")
             return eager
         self.checks -= 1
-        if self.checks == 0:
-            self.status = "compiled"
+        self.status = "accelerated" if self.checks == 0 else self.status
         return eager
 
 
@@ -73,12 +102,15 @@ def _close(a: Any, b: Any, atol: float) -> bool:
 
 
 def accelerate(module: Any, mode: str | None, name: str = "module") -> Callable:
-    """``module`` itself (``mode=None``) or an :class:`Accelerated` wrapper (``mode="compile"``)."""
+    """``module`` itself (``mode=None``, or ``"channels_last"`` for a module without convolutions) or an
+    :class:`Accelerated` wrapper."""
     if mode not in MODES:
-        raise ValueError(error_message("accelerate", "None or 'compile'", mode))
+        raise ValueError(error_message("accelerate", f"one of {MODES}", mode))
     if mode is None:
         return module
     if not isinstance(module, torch.nn.Module):
-        raise TypeError(error_message(name, "a torch.nn.Module for accelerate='compile'", type(module).__name__,
+        raise TypeError(error_message(name, f"a torch.nn.Module for accelerate={mode!r}", type(module).__name__,
                                       "pass accelerate=None for other callables"))
-    return Accelerated(module, name)
+    if mode == "channels_last" and not has_convolutions(module):
+        return module
+    return Accelerated(module, mode, name)

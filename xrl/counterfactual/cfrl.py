@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .. import accel
 from .._utils import eval_mode, resolve_device
 from .._validation import error_message
 from ..models import Actor, Critic
@@ -90,9 +91,9 @@ class CounterfactualRL:
         Where the networks and the training loop live; default: the encoder's device.
     progress : bool
         tqdm progress bar in ``fit``.
-    accelerate : {None, "compile"}
-        ``"compile"`` runs a module black box through ``torch.compile`` after checking it against eager on its first
-        calls (:mod:`xrl.accel`; falls back to eager with a warning). Off by default.
+    accelerate : {None, "channels_last", "compile"}
+        Opt-in acceleration of a module black box (:mod:`xrl.accel`): channels-last convolution weights during each
+        call, or ``torch.compile``; checked against eager on its first calls, eager with a warning if it disagrees.
     preset : {"xrl", "alibi"}
         The defaults of :class:`~xrl.counterfactual.config.CFRLConfig` (``"alibi"``: alibi 0.9.6's algorithm).
     **kwargs
@@ -129,6 +130,9 @@ class CounterfactualRL:
         self.device = resolve_device(device, encoder)
         self.progress, self.accelerate = bool(progress), accelerate
         self.encoder, self.decoder = encoder.to(self.device), decoder.to(self.device)
+        # the frozen halves run with channels-last convolution weights (checked against eager; see xrl.accel)
+        self._encode = accel.accelerate(self.encoder, "channels_last", "encoder")
+        self._decode = accel.accelerate(self.decoder, "channels_last", "decoder")
         self.black_box = BlackBox(predictor, self.device, accelerate)
         c = self.components
         with torch.random.fork_rng(devices=[]):  # seeded default networks; the global RNG comes back unchanged
@@ -219,7 +223,7 @@ class CounterfactualRL:
 
     def _training_data(self, X: np.ndarray) -> TrainingData:
         """The training set's rows, embeddings and labels; on the first fit, the task and the networks' sizes."""
-        rows, Z, Y = prepare(self.space, X, self.black_box, self.encoder, self.decoder, self.config.batch_size,
+        rows, Z, Y = prepare(self.space, X, self.black_box, self._encode, self._decode, self.config.batch_size,
                              self.config.latent_dim)
         if self.task is None:
             self.task = Task.from_predictions(Y, self._intervals)
@@ -270,7 +274,7 @@ class CounterfactualRL:
     def _networks(self) -> Networks:
         c = self.components
         return Networks(c["actor"], c["critic"], c["optimizer_actor"], c["optimizer_critic"], self.encoder,
-                        self.decoder)
+                        self.decoder, self._encode, self._decode)
 
     # --------------------------------------------------------------------------------------------------- explain
     def _check_fitted(self) -> None:
@@ -306,10 +310,10 @@ class CounterfactualRL:
             for i in range(0, len(rows), batch_size):
                 sl = slice(i, i + batch_size)
                 r, c = rows[sl], None if C is None else C[sl]
-                Z_cf = actor(self.task.state(self.encoder(r.model), self.task.labels(Y_m[sl]), T[sl], c))
+                Z_cf = actor(self.task.state(self._encode(r.model), self.task.labels(Y_m[sl]), T[sl], c))
                 if noise is not None:
                     Z_cf = (Z_cf + noise[sl]).clamp(cfg.act_low, cfg.act_high)
-                parts.append(self.space.predictor_input(self.space.counterfactual(self.decoder(Z_cf), r, c)))
+                parts.append(self.space.predictor_input(self.space.counterfactual(self._decode(Z_cf), r, c)))
         return self.space.join(parts)
 
     def _explanation(self, X: Any, Y_m: torch.Tensor, X_cf: Any, Y_cf: torch.Tensor, T: torch.Tensor,

@@ -47,6 +47,8 @@ class Networks:
     optimizer_critic: torch.optim.Optimizer
     encoder: nn.Module
     decoder: nn.Module
+    encode: Callable  # the frozen halves' forward passes (through xrl.accel's channels-last path where it applies)
+    decode: Callable
 
 
 @dataclasses.dataclass
@@ -290,7 +292,7 @@ class DDPG:
                 acted = (Z_cf + draw).clamp(cfg.act_low, cfg.act_high)
                 mask = torch.tensor(explore, device=dev).repeat_interleave(cfg.batch_size)[:, None]
                 Z_cf_tilde = torch.where(mask, draw, acted)
-            X_cf = self.space.counterfactual(self.nets.decoder(Z_cf_tilde), rows, C)
+            X_cf = self.space.counterfactual(self.nets.decode(Z_cf_tilde), rows, C)
         return _Chunk(idx, Y_t, C, Z_cf_tilde, X_cf)
 
     def store(self, state: TrainingState, chunk: _Chunk, Y_cf: torch.Tensor, R: torch.Tensor) -> None:
@@ -347,7 +349,7 @@ class DDPG:
         pre = nets.actor.preactivation(s) if self.penalise else None
         Z_cf = torch.tanh(pre) if pre is not None else nets.actor(s)
         q = nets.critic(torch.cat([s, Z_cf], 1)).squeeze(1)                        # [B]
-        decoded = nets.decoder(Z_cf)
+        decoded = nets.decode(Z_cf)
         gate = cfg.sparsity_gate
         weight = None if gate == 0 else (1.0 - gate) + gate * q.detach().clamp(0.0, 1.0)
         sparsity = self.space.sparsity(decoded, rows, weight)
@@ -359,7 +361,7 @@ class DDPG:
         if cfg.coeff_consistency:
             with torch.no_grad():
                 X_cf = self.space.counterfactual(_detach(decoded), rows, C)
-                target = nets.encoder(self.space.encoder_input(X_cf))
+                target = nets.encode(self.space.encoder_input(X_cf))
             losses["consistency_loss"] = consistency_loss(Z_cf, target)
             loss = loss + cfg.coeff_consistency * losses["consistency_loss"]
         else:
@@ -369,7 +371,7 @@ class DDPG:
     def sample(self, b: dict, rows: Rows, Z: torch.Tensor, Y_m: torch.Tensor, C: Any, Z_cf: torch.Tensor,
                X_cf: tuple) -> _Sample:
         """The callbacks' view of the update's batch (model-space ``X``, counterfactuals decoded on first access)."""
-        space, decoder = self.space, self.nets.decoder
+        space, decoder = self.space, self.nets.decode
         done, decoded = X_cf
 
         def noisy() -> Any:
