@@ -31,23 +31,26 @@ from .task import Task, to_numpy
 
 __all__ = ["DDPG", "Networks", "TrainingData", "TrainingState", "prepare", "fingerprint", "label"]
 
-class _Bar(tqdm):
-    monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
-
-
 MAX_CHUNK_ROWS = 10_000
 """With ``update_every > 1`` the steps up to the next update share one black-box call, up to this many rows."""
 
 
+class _Bar(tqdm):
+    monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
+
+
 @dataclasses.dataclass
 class Networks:
+    """The learned networks and their optimizers; the frozen autoencoder's modules and forward passes (``encode``,
+    ``decode``: through :mod:`xrl.accel`'s channels-last path where it applies)."""
+
     actor: nn.Module
     critic: nn.Module
     optimizer_actor: torch.optim.Optimizer
     optimizer_critic: torch.optim.Optimizer
     encoder: nn.Module
     decoder: nn.Module
-    encode: Callable  # the frozen halves' forward passes (through xrl.accel's channels-last path where it applies)
+    encode: Callable
     decode: Callable
 
 
@@ -101,22 +104,18 @@ def label(black_box: BlackBox, space: Any, X: Any, n: int, chunk: int) -> torch.
     return torch.cat([black_box(space.black_box_input(X, i, min(i + chunk, n))) for i in range(0, n, chunk)])
 
 
-def prepare(space: Any, X: np.ndarray, black_box: BlackBox, encoder: Callable, decoder: Callable, batch_size: int,
+def prepare(space: Any, X: np.ndarray, black_box: BlackBox, encode: Callable, decode: Callable, batch_size: int,
             latent_dim: int | None) -> tuple[Rows, torch.Tensor, torch.Tensor]:
     """The training set's rows, embeddings ``Z`` and black-box predictions (raw, ``[N, K]``), computed once."""
     rows = space.rows(X)
     Y = label(black_box, space, X, len(X), space.label_rows or batch_size)
     with torch.no_grad():
-        Z = torch.cat([encoder(rows.model[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
-        if Z.ndim != 2:
-            raise ValueError(error_message("encoder", "to output embeddings shaped [N, latent_dim]", Z))
-        if latent_dim is not None and Z.shape[1] != latent_dim:
-            raise ValueError(f"latent_dim: expected the encoder's output size {Z.shape[1]}, got {latent_dim}; pass "
-                             "latent_dim matching the encoder")
-        out = decoder(Z[:2])
-    if isinstance(out, torch.Tensor) and tuple(out.shape[1:]) != tuple(rows.model.shape[1:]):
-        raise ValueError(f"decoder: outputs shape {tuple(out.shape[1:])} per row but the encoder reads "
-                         f"{tuple(rows.model.shape[1:])}; the decoder must reconstruct the encoder's input")
+        Z = torch.cat([encode(rows.model[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
+        if Z.ndim != 2 or (latent_dim is not None and Z.shape[1] != latent_dim):
+            size = Z.shape[1] if Z.ndim == 2 else tuple(Z.shape[1:])
+            raise ValueError(error_message("latent_dim", f"the encoder's output size {size}", latent_dim,
+                                           "the encoder must output [N, latent_dim] embeddings"))
+        space.check_decoded(decode(Z[:2]), rows)
     return rows, Z, Y
 
 
@@ -178,16 +177,17 @@ class _Undo:
 
 
 class _Sample(dict):
-    """The callbacks' ``sample`` (seed 001's keys), each converted to numpy on first access."""
-
-    def __init__(self, make: dict[str, Callable[[], Any]]) -> None:
-        super().__init__({k: None for k in make})
-        self._make = make
+    """The callbacks' ``sample`` (seed 001's keys): numpy arrays, each computed on first access."""
 
     def __getitem__(self, key: str) -> Any:
-        if key in self._make:
-            super().__setitem__(key, to_numpy(self._make.pop(key)()))
-        return super().__getitem__(key)
+        value = super().__getitem__(key)
+        if callable(value) or isinstance(value, torch.Tensor):
+            value = to_numpy(value() if callable(value) else value)
+            super().__setitem__(key, value)
+        return value
+
+    def __iter__(self):  # so that dict(sample) and {**sample} read through __getitem__ too
+        return iter(list(self.keys()))
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key in self else default
@@ -370,22 +370,17 @@ class DDPG:
 
     def sample(self, b: dict, rows: Rows, Z: torch.Tensor, Y_m: torch.Tensor, C: Any, Z_cf: torch.Tensor,
                X_cf: tuple) -> _Sample:
-        """The callbacks' view of the update's batch (model-space ``X``, counterfactuals decoded on first access)."""
-        space, decoder = self.space, self.nets.decode
-        done, decoded = X_cf
+        """The callbacks' view of the update's batch (model-space ``X``; counterfactuals decoded on first access)."""
+        space, done, decoded = self.space, *X_cf
 
-        def noisy() -> Any:
+        def model_space(decode: Callable) -> Any:
             with torch.no_grad():
-                return space.encoder_input(space.counterfactual(decoder(b["Z_cf_tilde"]), rows, C))
+                return space.encoder_input(space.counterfactual(decode(), rows, C))
 
-        def clean() -> Any:
-            with torch.no_grad():
-                return space.encoder_input(done if done is not None else
-                                           space.counterfactual(_detach(decoded), rows, C))
-
-        return _Sample({"X": lambda: rows.model, "Y_m": lambda: Y_m, "Y_t": lambda: b["Y_t"], "Z": lambda: Z,
-                        "Z_cf_tilde": lambda: b["Z_cf_tilde"], "X_cf_tilde": noisy, "C": lambda: C,
-                        "R_tilde": lambda: b["R_tilde"], "Z_cf": lambda: Z_cf, "X_cf": clean})
+        return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C,
+                       X_cf_tilde=lambda: model_space(lambda: self.nets.decode(b["Z_cf_tilde"])), R_tilde=b["R_tilde"],
+                       Z_cf=Z_cf, X_cf=lambda: space.encoder_input(done) if done is not None else
+                       model_space(lambda: _detach(decoded)))
 
 
 def _detach(x: Any) -> Any:

@@ -136,6 +136,12 @@ class ImageSpace:
     def encoder_input(self, X_cf: Any) -> torch.Tensor:
         return _tensor(X_cf, self.device)
 
+    @staticmethod
+    def check_decoded(out: Any, rows: Rows) -> None:
+        if isinstance(out, torch.Tensor) and out.shape[1:] != rows.model.shape[1:]:
+            raise ValueError(f"decoder: outputs shape {tuple(out.shape[1:])} per row but the encoder reads "
+                             f"{tuple(rows.model.shape[1:])}; the decoder must reconstruct the encoder's input")
+
     def sparsity(self, decoded: torch.Tensor, rows: Rows, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return l1_sparsity(decoded, rows.model, weight)
 
@@ -206,6 +212,13 @@ class TabularSpace:
 
     def encoder_input(self, X_cf: Rows) -> torch.Tensor:
         return X_cf.model
+
+    def check_decoded(self, heads: Any, rows: Rows) -> None:
+        if not isinstance(heads, (list, tuple)) or [h.shape[1] for h in heads] != self.pre.head_dims:
+            got = [tuple(h.shape) for h in heads] if isinstance(heads, (list, tuple)) else tuple(heads.shape)
+            raise ValueError(error_message("decoder", f"a list of heads of widths {self.pre.head_dims} (numerical "
+                                           "first, then one per categorical feature)", got,
+                                           "build it with TabularDecoder(latent_dim, hidden, pre.head_dims)"))
 
     def sparsity(self, heads: Any, rows: Rows, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return tabular_sparsity(list(heads), rows.model, self.pre.n_num, self.pre.pad_categorical, self.weight_num,
