@@ -144,7 +144,6 @@ class CounterfactualRL:
         c["actor"].to(self.device)
         c["critic"].to(self.device)
         self.space = self._make_space()
-        self.params = ParamsView(self)
         self.task: Task | None = None          # what the black box predicts (set by fit or load)
         self.cond_dim = 0
         self.x_shape: tuple[int, ...] | None = None
@@ -157,6 +156,11 @@ class CounterfactualRL:
     @property
     def predictor(self) -> Callable:
         return self.black_box.predictor
+
+    @property
+    def params(self) -> ParamsView:
+        """alibi's parameter dict (see :class:`~.config.ParamsView`)."""
+        return ParamsView(self)
 
     @property
     def meta(self) -> dict[str, Any]:

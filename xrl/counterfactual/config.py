@@ -7,8 +7,7 @@ a components dict beside it; :class:`ParamsView` shows both as alibi's ``explain
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import MutableMapping
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -218,24 +217,15 @@ def check_components(c: dict[str, Any]) -> None:
             raise ValueError(f"{k}: cannot be given without {k[10:]} (an optimizer needs the network it updates)")
 
 
-class ParamsView(MutableMapping):
-    """alibi's ``explainer.params``: the config's fields and the components in one mapping, written through.
-
-    ``params["train_steps"] = 5000`` replaces the config (validated); ``params["predictor"] = f`` calls
-    ``reset_predictor``. Keys cannot be deleted or added."""
+class ParamsView(dict):
+    """alibi's ``explainer.params``: a snapshot of the config's fields, the components, the predictor, the
+    autoencoder and the device; assignments write through (``params["train_steps"] = 5000`` replaces the config,
+    validated; ``params["predictor"] = f`` calls ``reset_predictor``)."""
 
     def __init__(self, owner: Any) -> None:
+        super().__init__({**vars(owner.config), **owner.components, "backend": "pytorch", "predictor": owner.predictor,
+                          "encoder": owner.encoder, "decoder": owner.decoder, "device": owner.device})
         self._owner = owner
-
-    def _extra(self) -> dict[str, Any]:
-        o = self._owner
-        return {"backend": "pytorch", "predictor": o.predictor, "encoder": o.encoder, "decoder": o.decoder,
-                "device": o.device}
-
-    def __getitem__(self, key: str) -> Any:
-        o = self._owner
-        return getattr(o.config, key) if key in FIELDS else o.components[key] if key in o.components else \
-            self._extra()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         o = self._owner
@@ -248,15 +238,7 @@ class ParamsView(MutableMapping):
             o.reset_predictor(value)
         else:
             raise KeyError(f"params: {key!r} cannot be set; the config's fields and {list(COMPONENTS)} can")
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("params: keys cannot be deleted")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([*FIELDS, *self._owner.components, *self._extra()])
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
+        super().__setitem__(key, value)
 
 
 def function_name(f: Callable) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -54,8 +54,7 @@ class Networks:
     decode: Callable
 
 
-@dataclasses.dataclass
-class TrainingData:
+class TrainingData(NamedTuple):
     """What never changes during ``fit``: the training rows, their embeddings ``Z`` ``[N, latent]``, the black box's
     labels ``Y_m`` (one-hot ``[N, K]`` or values ``[N, 1]``) and a fingerprint of the data."""
 
@@ -67,9 +66,9 @@ class TrainingData:
 
 @dataclasses.dataclass
 class TrainingState:
-    """Everything a resumed ``fit`` needs to continue exactly: the RNG, the replay buffer, the epoch's row order and
-    the learning-rate schedule (``base_lrs`` per optimizer, ``lr_steps`` long). Optimizer moments live in the
-    optimizers."""
+    """Everything a resumed ``fit`` needs to continue exactly: the RNG, the replay buffer, the epoch's row order, the
+    learning-rate schedule (``base_lrs`` per optimizer, ``lr_steps`` long) and the training data's fingerprint.
+    Optimizer moments live in the optimizers."""
 
     generator: torch.Generator
     buffer: ReplayBuffer
@@ -84,8 +83,8 @@ class TrainingState:
     def next_batch(self, n: int, batch_size: int, shuffle: bool) -> torch.Tensor:
         """Row indices of the next batch; a new epoch (reshuffled) when fewer than ``batch_size`` rows are left."""
         if self.perm is None or self.pos + batch_size > n:
-            dev = self.generator.device
-            self.perm = torch.randperm(n, device=dev, generator=self.generator) if shuffle else torch.arange(n, device=dev)
+            gen = self.generator
+            self.perm = torch.randperm(n, device=gen.device, generator=gen) if shuffle else torch.arange(n, device=gen.device)
             self.pos, self.epoch = 0, self.epoch + 1
         self.pos += batch_size
         return self.perm[self.pos - batch_size:self.pos]
@@ -133,8 +132,7 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-@dataclasses.dataclass
-class _Chunk:
+class _Chunk(NamedTuple):
     idx: torch.Tensor
     Y_t: torch.Tensor
     C: torch.Tensor | None
@@ -147,25 +145,19 @@ class _Undo:
     leaves the explainer exactly at the last completed step."""
 
     def __init__(self, state: TrainingState, nets: Networks | None, steps: int) -> None:
-        self.state, self.nets = state, nets
-        self.scalars = (state.step, state.perm, state.pos, state.epoch)
-        self.rng = state.generator.get_state()
-        buf = state.buffer
-        self.cursor = (buf.idx, buf.len, buf.batch_size, bool(buf.data))
-        slots = [(buf.idx + k) % buf.size for k in range(steps)]
-        B = buf.batch_size
-        self.slots = [(s, {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()}) for s in slots if s < buf.len]
+        buf, B = state.buffer, state.buffer.batch_size
+        self.state, self.nets, self.rng = state, nets, state.generator.get_state()
+        self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, dict(buf.data))
+        slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
+        self.slots = [(s, {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()}) for s in slots]
         if nets is not None:
             self.weights = [{k: v.clone() for k, v in m.state_dict().items()} for m in (nets.actor, nets.critic)]
             self.moments = [io.optimizer_to_tensors(o) for o in (nets.optimizer_actor, nets.optimizer_critic)]
 
     def restore(self) -> None:
         state, buf = self.state, self.state.buffer
-        state.step, state.perm, state.pos, state.epoch = self.scalars
+        state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, buf.data = self.scalars
         state.generator.set_state(self.rng)
-        buf.idx, buf.len, buf.batch_size, had_data = self.cursor
-        if not had_data:
-            buf.data = {}
         for s, saved in self.slots:
             for k, v in saved.items():
                 buf.data[k][s * buf.batch_size:(s + 1) * buf.batch_size] = v
@@ -200,11 +192,8 @@ class _Sample(dict):
 
 
 class DDPG:
-    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``.
-
-    ``callback(step, update, sample, losses)`` is called after every update (the explainer forwards it to the user's
-    callbacks); ``reward_func`` is alibi's element-wise reward.
-    """
+    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``callback(step, update, sample,
+    losses)`` is called after every update; ``reward_func`` is alibi's element-wise reward."""
 
     def __init__(self, config: CFRLConfig, space: Any, task: Task, black_box: BlackBox, nets: Networks,
                  reward_func: Callable, callback: Callable | None, progress: bool) -> None:
@@ -212,47 +201,41 @@ class DDPG:
         self.reward_func, self.callback, self.progress = reward_func, callback, progress
         # the reward of every target is known from the reached class only for the default classification reward
         self.all_targets = config.all_targets and not task.regression and reward_func is get_classification_reward
-        latent = config.latent_dim
-        self.target_cols = slice(latent + task.y_dim, latent + 2 * task.y_dim)
-        self.penalise = (config.saturation_penalty > 0 and isinstance(nets.actor, Actor)
-                         and type(nets.actor).forward is Actor.forward)
+        self.target_cols = slice(config.latent_dim + task.y_dim, config.latent_dim + 2 * task.y_dim)
+        self.penalise = config.saturation_penalty > 0 and type(nets.actor).forward is Actor.forward
 
     def run(self, data: TrainingData, state: TrainingState) -> None:
         """Train from ``state.step`` to ``train_steps``; an exception undoes the unfinished steps (see ``_Undo``)."""
-        cfg = self.cfg
+        cfg, rewards = self.cfg, []
         bar = _Bar(total=cfg.train_steps, initial=min(state.step, cfg.train_steps), disable=not self.progress,
                    desc="CFRL fit", dynamic_ncols=True)
-        rewards: list[torch.Tensor] = []
-        try:
+        with bar:
             while state.step < cfg.train_steps:
                 n = self.chunk_length(state.step)
-                updates = any(self.is_update_step(state.step + k) for k in range(n))
-                undo = _Undo(state, self.nets if updates else None, n)
+                undo = _Undo(state, self.nets if any(map(self.is_update_step, range(state.step, state.step + n)))
+                             else None, n)
                 try:
                     # 1. act: fresh training rows, random targets (and conditions), noisy counterfactuals
                     chunk = self.act(data, state, n)
                     # 2. ask the black box about the noisy counterfactuals: the reward
-                    X_in = self.space.predictor_input(chunk.X_cf)
-                    Y_cf = label(self.black_box, self.space, X_in, len(chunk.idx), len(chunk.idx))
+                    Y_cf = label(self.black_box, self.space, self.space.predictor_input(chunk.X_cf), n * cfg.batch_size,
+                                 n * cfg.batch_size)
                     R = self.task.reward(self.reward_func, Y_cf, chunk.Y_t)
                     # 3. remember the transitions (row indices, not copies of the rows)
                     self.store(state, chunk, Y_cf, R)
                     # 4. learn: update_every updates on every update step
                     for _ in range(n):
-                        if self.is_update_step(state.step):
-                            for update in range(cfg.update_every):
-                                self.update(data, state, state.step, update)
+                        for update in range(cfg.update_every if self.is_update_step(state.step) else 0):
+                            self.update(data, state, state.step, update)
                         state.step += 1
                 except BaseException:
                     undo.restore()
                     raise
                 bar.update(n)
                 rewards.append(R.mean())
-                if len(rewards) >= 100:
+                if len(rewards) == 100:
                     bar.set_postfix(reward=f"{float(torch.stack(rewards).mean()):.3f}", refresh=False)
                     rewards.clear()
-        finally:
-            bar.close()
 
     def is_update_step(self, step: int) -> bool:
         return step % self.cfg.update_every == 0 and step > self.cfg.update_after
@@ -260,8 +243,8 @@ class DDPG:
     def chunk_length(self, step: int) -> int:
         """Steps acted on by the same actor: up to the next update step, at most ``update_every`` (and
         ``MAX_CHUNK_ROWS`` rows); with ``update_every > 1`` their black-box calls become one."""
-        cfg = self.cfg
-        n, most = 1, min(cfg.update_every, max(1, MAX_CHUNK_ROWS // cfg.batch_size))
+        cfg, n = self.cfg, 1
+        most = min(cfg.update_every, max(1, MAX_CHUNK_ROWS // cfg.batch_size))
         while n < most and step + n < cfg.train_steps and not self.is_update_step(step + n - 1):
             n += 1
         return n
@@ -272,47 +255,40 @@ class DDPG:
         cfg, gen, dev = self.cfg, state.generator, data.Z.device
         idx, targets, conds, draws, explore = [], [], [], [], []
         for k in range(n):
-            i = state.next_batch(len(data.Z), cfg.batch_size, cfg.shuffle)
-            idx.append(i)
-            targets.append(self.task.sample_targets(len(i), gen, dev))
-            conds.append(self.space.condition(data.rows[i], gen))
-            uniform = state.step + k <= cfg.exploration_steps
-            shape = (len(i), data.Z.shape[1])
+            idx.append(state.next_batch(len(data.Z), cfg.batch_size, cfg.shuffle))
+            targets.append(self.task.sample_targets(cfg.batch_size, gen, dev))
+            conds.append(self.space.condition(data.rows[idx[-1]], gen))
+            explore.append(state.step + k <= cfg.exploration_steps)
+            shape = (cfg.batch_size, data.Z.shape[1])
             draws.append(cfg.act_low + (cfg.act_high - cfg.act_low) * torch.rand(shape, device=dev, generator=gen)
-                         if uniform else cfg.act_noise * torch.randn(shape, device=dev, generator=gen))
-            explore.append(uniform)
-        idx, Y_t, draw = torch.cat(idx), torch.cat(targets), torch.cat(draws)
+                         if explore[-1] else cfg.act_noise * torch.randn(shape, device=dev, generator=gen))
+        idx, Y_t, Z_cf_tilde = torch.cat(idx), torch.cat(targets), torch.cat(draws)
         C = None if conds[0] is None else torch.cat(conds)
-        rows = data.rows[idx]
         with torch.no_grad():
-            Z_cf_tilde = draw
             if not all(explore):
                 with eval_mode(self.nets.actor):
                     Z_cf = self.nets.actor(self.task.state(data.Z[idx], data.Y_m[idx], Y_t, C))
-                acted = (Z_cf + draw).clamp(cfg.act_low, cfg.act_high)
-                mask = torch.tensor(explore, device=dev).repeat_interleave(cfg.batch_size)[:, None]
-                Z_cf_tilde = torch.where(mask, draw, acted)
-            X_cf = self.space.counterfactual(self.nets.decode(Z_cf_tilde), rows, C)
+                uniform = torch.tensor(explore, device=dev).repeat_interleave(cfg.batch_size)[:, None]
+                Z_cf_tilde = torch.where(uniform, Z_cf_tilde, (Z_cf + Z_cf_tilde).clamp(cfg.act_low, cfg.act_high))
+            X_cf = self.space.counterfactual(self.nets.decode(Z_cf_tilde), data.rows[idx], C)
         return _Chunk(idx, Y_t, C, Z_cf_tilde, X_cf)
 
     def store(self, state: TrainingState, chunk: _Chunk, Y_cf: torch.Tensor, R: torch.Tensor) -> None:
         reached = Y_cf.argmax(1) if self.all_targets else None
-        B = self.cfg.batch_size
-        for s in range(0, len(chunk.idx), B):
-            sl = slice(s, s + B)
+        for s in range(0, len(chunk.idx), self.cfg.batch_size):
+            sl = slice(s, s + self.cfg.batch_size)
             state.buffer.append(idx=chunk.idx[sl], Y_t=chunk.Y_t[sl], Z_cf_tilde=chunk.Z_cf_tilde[sl],
                                 C=None if chunk.C is None else chunk.C[sl], R_tilde=R[sl],
                                 reached=None if reached is None else reached[sl])
 
     def set_learning_rates(self, state: TrainingState, step: int) -> None:
         """Linear decay from the initial rates to ``lr_decay`` times them at ``state.lr_steps`` (then constant)."""
-        if self.cfg.lr_decay == 1.0:
-            return
-        scale = 1.0 - (1.0 - self.cfg.lr_decay) * min(1.0, step / state.lr_steps)
-        for opt, lrs in ((self.nets.optimizer_actor, state.base_lrs["actor"]),
-                         (self.nets.optimizer_critic, state.base_lrs["critic"])):
-            for group, lr in zip(opt.param_groups, lrs):
-                group["lr"] = lr * scale
+        if self.cfg.lr_decay != 1.0:
+            scale = 1.0 - (1.0 - self.cfg.lr_decay) * min(1.0, step / state.lr_steps)
+            for opt, lrs in ((self.nets.optimizer_actor, state.base_lrs["actor"]),
+                             (self.nets.optimizer_critic, state.base_lrs["critic"])):
+                for group, lr in zip(opt.param_groups, lrs):
+                    group["lr"] = lr * scale
 
     def update(self, data: TrainingData, state: TrainingState, step: int, update: int) -> None:
         """One DDPG update on a replayed batch: the critic regresses the reward, the actor ascends the critic while
@@ -323,63 +299,55 @@ class DDPG:
         rows, Z, Y_m, C = data.rows[b["idx"]], data.Z[b["idx"]], data.Y_m[b["idx"]], b.get("C")
         s = self.task.state(Z, Y_m, b["Y_t"], C)
         # critic: regress the noisy counterfactual's reward (of every target at once where that is exact)
-        if self.all_targets:
-            critic_in, R = all_targets_batch(s, self.target_cols, b["Z_cf_tilde"], b["reached"], self.task.y_dim,
-                                             state.generator)
-        else:
-            critic_in, R = torch.cat([s, b["Z_cf_tilde"]], 1), b["R_tilde"]
+        critic_in, R = (all_targets_batch(s, self.target_cols, b["Z_cf_tilde"], b["reached"], self.task.y_dim,
+                                          state.generator) if self.all_targets
+                        else (torch.cat([s, b["Z_cf_tilde"]], 1), b["R_tilde"]))
         loss_critic = F.mse_loss(nets.critic(critic_in).squeeze(1), R)
         nets.optimizer_critic.zero_grad(set_to_none=True)
         loss_critic.backward()
         nets.optimizer_critic.step()
         # actor: maximise Q, stay near the input (sparsity) and on the autoencoder's manifold (consistency)
         with frozen(nets.critic, nets.decoder, nets.encoder):
-            loss, losses, Z_cf, X_cf = self.actor_loss(rows, s, C)
+            loss, losses, Z_cf, decoded, X_cf = self.actor_loss(rows, s, C)
             nets.optimizer_actor.zero_grad(set_to_none=True)
             loss.backward()
             nets.optimizer_actor.step()
         if self.callback is not None:
-            losses["critic_loss"] = loss_critic.detach()
-            self.callback(step, update, self.sample(b, rows, Z, Y_m, C, Z_cf, X_cf), {k: float(v) for k, v in
-                                                                                      losses.items()})
+            losses = {"critic_loss": float(loss_critic.detach()), **{k: float(v) for k, v in losses.items()}}
+            self.callback(step, update, self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf), losses)
 
-    def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple[torch.Tensor, dict, Any, Any]:
-        """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``."""
+    def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple:
+        """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``; also returns
+        the losses (detached), the counterfactual embedding and its decoding (and post-processing, if computed)."""
         cfg, nets = self.cfg, self.nets
         pre = nets.actor.preactivation(s) if self.penalise else None
         Z_cf = torch.tanh(pre) if pre is not None else nets.actor(s)
         q = nets.critic(torch.cat([s, Z_cf], 1)).squeeze(1)                        # [B]
         decoded = nets.decode(Z_cf)
-        gate = cfg.sparsity_gate
-        weight = None if gate == 0 else (1.0 - gate) + gate * q.detach().clamp(0.0, 1.0)
-        sparsity = self.space.sparsity(decoded, rows, weight)
-        losses = {"actor_loss": -q.mean(), **sparsity}
-        loss = losses["actor_loss"] + cfg.coeff_sparsity * sum(sparsity.values())
+        weight = None if not cfg.sparsity_gate else 1.0 - cfg.sparsity_gate * (1.0 - q.detach().clamp(0.0, 1.0))
+        losses = {"actor_loss": -q.mean(), **self.space.sparsity(decoded, rows, weight)}
+        loss = losses["actor_loss"] + cfg.coeff_sparsity * sum(v for k, v in losses.items() if k != "actor_loss")
         if pre is not None:
             loss = loss + cfg.saturation_penalty * pre.pow(2).mean()
-        X_cf = None
+        X_cf, losses["consistency_loss"] = None, torch.zeros((), device=s.device)
         if cfg.coeff_consistency:
             with torch.no_grad():
                 X_cf = self.space.counterfactual(_detach(decoded), rows, C)
                 target = nets.encode(self.space.encoder_input(X_cf))
             losses["consistency_loss"] = consistency_loss(Z_cf, target)
             loss = loss + cfg.coeff_consistency * losses["consistency_loss"]
-        else:
-            losses["consistency_loss"] = torch.zeros((), device=s.device)
-        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), (X_cf, decoded)
+        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), decoded, X_cf
 
     def sample(self, b: dict, rows: Rows, Z: torch.Tensor, Y_m: torch.Tensor, C: Any, Z_cf: torch.Tensor,
-               X_cf: tuple) -> _Sample:
+               decoded: Any, X_cf: Any) -> _Sample:
         """The callbacks' view of the update's batch (model-space ``X``; counterfactuals decoded on first access)."""
-        space, done, decoded = self.space, *X_cf
-
         def model_space(decode: Callable) -> Any:
             with torch.no_grad():
-                return space.encoder_input(space.counterfactual(decode(), rows, C))
+                return self.space.encoder_input(self.space.counterfactual(decode(), rows, C))
 
         return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C,
                        X_cf_tilde=lambda: model_space(lambda: self.nets.decode(b["Z_cf_tilde"])), R_tilde=b["R_tilde"],
-                       Z_cf=Z_cf, X_cf=lambda: space.encoder_input(done) if done is not None else
+                       Z_cf=Z_cf, X_cf=lambda: self.space.encoder_input(X_cf) if X_cf is not None else
                        model_space(lambda: _detach(decoded)))
 
 
