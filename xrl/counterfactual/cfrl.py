@@ -20,7 +20,7 @@ from ..models import Actor, Critic
 from . import persistence
 from .blackbox import BlackBox, check_float32_module
 from .buffer import ReplayBuffer
-from .config import ParamsView, as_int, function_name, split_options
+from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
 from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label, prepare
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
@@ -116,8 +116,7 @@ class CounterfactualRL:
                  *, device: Any = None, progress: bool = True, accelerate: str | None = None, preset: str = "xrl",
                  **kwargs: Any) -> None:
         if not isinstance(backend, str) or backend.strip().lower() != "pytorch":
-            raise ValueError(error_message("backend", "'pytorch' (xrl is PyTorch-only; pass PyTorch encoder/decoder "
-                                           "modules)", backend))
+            raise ValueError(error_message("backend", "'pytorch' (xrl is PyTorch-only)", backend))
         for name, net in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(net, nn.Module):
                 raise TypeError(error_message(name, "a torch.nn.Module", type(net).__name__))
@@ -127,27 +126,20 @@ class CounterfactualRL:
         if latent_dim is None and self.components["actor"] is None:
             raise ValueError("latent_dim: expected the encoder's output size (an int), got None; it can only be "
                              "omitted when you pass your own actor")
-        self.device = resolve_device(device, encoder)
-        self.progress, self.accelerate = bool(progress), accelerate
+        self.device, self.progress, self.accelerate = resolve_device(device, encoder), bool(progress), accelerate
         self.encoder, self.decoder = encoder.to(self.device), decoder.to(self.device)
         # the frozen halves run with channels-last convolution weights (checked against eager; see xrl.accel)
         self._encode = accel.accelerate(self.encoder, "channels_last", "encoder")
         self._decode = accel.accelerate(self.decoder, "channels_last", "decoder")
-        self.black_box = BlackBox(predictor, self.device, accelerate)
-        c = self.components
+        self.black_box, c = BlackBox(predictor, self.device, accelerate), self.components
         with torch.random.fork_rng(devices=[]):  # seeded default networks; the global RNG comes back unchanged
             torch.manual_seed(self.config.seed)
-            if c["actor"] is None:
-                c["actor"] = Actor(self.config.actor_hidden_dim, self.config.latent_dim)
-            if c["critic"] is None:
-                c["critic"] = Critic(self.config.critic_hidden_dim)
-        c["actor"].to(self.device)
-        c["critic"].to(self.device)
+            c["actor"] = (Actor(self.config.actor_hidden_dim, self.config.latent_dim) if c["actor"] is None
+                          else c["actor"]).to(self.device)
+            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None else c["critic"]).to(self.device)
         self.space = self._make_space()
-        self.task: Task | None = None          # what the black box predicts (set by fit or load)
-        self.cond_dim = 0
-        self.x_shape: tuple[int, ...] | None = None
-        self._step = 0                          # training steps done; fit resumes from here
+        self.task: Task | None = None  # what the black box predicts (set by fit or load)
+        self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
         self._training: TrainingState | None = None
 
     def _make_space(self) -> Any:
@@ -167,12 +159,9 @@ class CounterfactualRL:
         return {"name": self.name, "type": ["blackbox"], "explanations": ["local"], "params": self._describe()}
 
     def _describe(self) -> dict[str, Any]:
-        """JSON-able parameters: the config, and the components by name."""
-        out: dict[str, Any] = dict(vars(self.config))
-        for k, v in self.components.items():
-            if k not in ("actor", "critic", "optimizer_actor", "optimizer_critic"):
-                out[k] = [function_name(f) for f in v] if isinstance(v, list) else function_name(v)
-        return out
+        """JSON-able parameters: the config, and the functions by name."""
+        return {**vars(self.config), **{k: [function_name(f) for f in v] if isinstance(v, list) else function_name(v)
+                                        for k, v in self.components.items() if k in FUNCTIONS + LISTS}}
 
     # task properties, as before the split
     y_dim = property(lambda self: None if self.task is None else self.task.y_dim)
@@ -201,29 +190,28 @@ class CounterfactualRL:
         computed once per call) and in the loop, and the loop's steps/s. If ``fit`` is interrupted (Ctrl-C or an
         error), the explainer stays at the last completed step: ``save`` then ``fit`` again continues exactly.
         """
-        X = self.space.check(X, self.x_shape)
+        X, t0 = self.space.check(X, self.x_shape), time.perf_counter()
         if len(X) < self.config.batch_size:
             raise ValueError(f"X: expected at least batch_size={self.config.batch_size} rows, got {len(X)}")
-        t0 = time.perf_counter()
         with eval_mode(self.encoder, self.decoder):  # the frozen autoencoder never trains
             data = self._training_data(X)
             state = self._training_state(data)
+            callbacks = self.components["callbacks"]
+
+            def callback(step: int, update: int, sample: dict, losses: dict) -> None:
+                for cb in callbacks:
+                    cb(step=step, update=update, model=self, sample=sample, losses=losses)
+
             ddpg = DDPG(self.config, self.space, self.task, self.black_box, self._networks(),
-                        self.components["reward_func"], self._callback if self.components["callbacks"] else None,
-                        self.progress)
+                        self.components["reward_func"], callback if callbacks else None, self.progress)
             t1, step0 = time.perf_counter(), state.step
             try:
                 ddpg.run(data, state)
             finally:
-                self._step, self._training = state.step, state
-                loop_s = time.perf_counter() - t1
+                self._step, self._training, loop_s = state.step, state, time.perf_counter() - t1
                 self.fit_timing_ = {"prepare_s": t1 - t0, "loop_s": loop_s, "steps": state.step - step0,
-                                    "steps_per_s": (state.step - step0) / loop_s if loop_s > 0 else float("nan")}
+                                    "steps_per_s": (state.step - step0) / max(loop_s, 1e-9)}
         return self
-
-    def _callback(self, step: int, update: int, sample: dict, losses: dict) -> None:
-        for cb in self.components["callbacks"]:
-            cb(step=step, update=update, model=self, sample=sample, losses=losses)
 
     def _training_data(self, X: np.ndarray) -> TrainingData:
         """The training set's rows, embeddings and labels; on the first fit, the task and the networks' sizes."""
@@ -241,19 +229,15 @@ class CounterfactualRL:
         return TrainingData(rows, Z, self.task.labels(Y), fingerprint(X))
 
     def _training_state(self, data: TrainingData) -> TrainingState:
-        state = self._training
-        if state is not None:
-            if state.fingerprint != data.fingerprint:
-                raise ValueError("X: differs from the data this explainer was trained on (the saved fingerprint "
-                                 "does not match); pass the same training data to resume, or save(path, "
-                                 "training_state=False) and load it to train on new data with a fresh buffer")
-            return state
-        nets = self._networks()
-        return TrainingState(torch.Generator(self.device).manual_seed(self.config.seed),
-                             ReplayBuffer(self.config.replay_buffer_size),
-                             {"actor": [g["lr"] for g in nets.optimizer_actor.param_groups],
-                              "critic": [g["lr"] for g in nets.optimizer_critic.param_groups]},
-                             self.config.lr_decay_steps or self.config.train_steps, data.fingerprint, step=self._step)
+        if self._training is not None and self._training.fingerprint != data.fingerprint:
+            raise ValueError("X: differs from the data this explainer was trained on (the saved fingerprint does not "
+                             "match); pass the same training data to resume, or save(path, training_state=False) and "
+                             "load it to train on new data with a fresh buffer")
+        c, cfg = self.components, self.config
+        return self._training or TrainingState(
+            torch.Generator(self.device).manual_seed(cfg.seed), ReplayBuffer(cfg.replay_buffer_size),
+            {k: [g["lr"] for g in c[f"optimizer_{k}"].param_groups] for k in ("actor", "critic")},
+            cfg.lr_decay_steps or cfg.train_steps, data.fingerprint, step=self._step)
 
     def _materialize(self) -> None:
         """Initialise lazy layers (seeded, global RNG untouched) and build the default optimizers."""
@@ -283,8 +267,7 @@ class CounterfactualRL:
     # --------------------------------------------------------------------------------------------------- explain
     def _check_fitted(self) -> None:
         if self.task is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer) "
-                               "before explain")
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer) first")
 
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:
         """Counterfactuals of ``X`` towards the targets ``Y_t`` (one per row, or one for all rows).
@@ -322,10 +305,8 @@ class CounterfactualRL:
 
     def _explanation(self, X: Any, Y_m: torch.Tensor, X_cf: Any, Y_cf: torch.Tensor, T: torch.Tensor,
                      C: torch.Tensor | None, **extra: Any) -> Explanation:
-        if self.task.regression:
-            cls, cf_cls, tgt = Y_m.reshape(-1, 1), Y_cf.reshape(-1, 1), T
-        else:
-            cls, cf_cls, tgt = Y_m.argmax(1, keepdim=True), Y_cf.argmax(1, keepdim=True), T.argmax(1, keepdim=True)
+        cls, cf_cls, tgt = ((Y_m.reshape(-1, 1), Y_cf.reshape(-1, 1), T) if self.task.regression else
+                            (Y_m.argmax(1, keepdim=True), Y_cf.argmax(1, keepdim=True), T.argmax(1, keepdim=True)))
         data = {"orig": {"X": X, "class": to_numpy(cls)}, "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)},
                 "target": to_numpy(tgt), "condition": to_numpy(C), **extra}
         return Explanation(meta=copy.deepcopy(self.meta), data=data)

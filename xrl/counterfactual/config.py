@@ -175,6 +175,7 @@ COMPONENTS: dict[str, Any] = {
     "reward_func": get_classification_reward, "postprocessing_funcs": (), "conditional_func": generate_empty_condition,
     "callbacks": (), "actor": None, "critic": None, "optimizer_actor": None, "optimizer_critic": None}
 FUNCTIONS = ("encoder_preprocessor", "decoder_inv_preprocessor", "reward_func", "conditional_func")
+LISTS = ("postprocessing_funcs", "callbacks")
 _REMOVED = {"pipeline": "the black box is always called from the caller's thread; drop the argument",
             "optimize_inference": "models run as given; for torch.compile of a module black box pass accelerate='compile'",
             "hindsight": "all_targets=True (the default) already teaches the critic the class each counterfactual reached"}
@@ -205,7 +206,7 @@ def check_components(c: dict[str, Any]) -> None:
     for k in FUNCTIONS:
         if not callable(c[k]):
             raise TypeError(error_message(k, "a callable", type(c[k]).__name__))
-    for k in ("postprocessing_funcs", "callbacks"):
+    for k in LISTS:
         if not isinstance(c[k], (list, tuple)) or not all(callable(f) for f in c[k]):
             raise TypeError(error_message(k, "a list of callables", c[k]))
         c[k] = list(c[k])

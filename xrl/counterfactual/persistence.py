@@ -20,7 +20,7 @@ from .. import io
 from .._utils import resolve_device
 from ..models._registry import build_model, model_spec
 from .buffer import ReplayBuffer
-from .config import COMPONENTS, FIELDS, FUNCTIONS, function_name
+from .config import COMPONENTS, FIELDS, FUNCTIONS, LISTS, function_name
 from .ddpg import TrainingState
 from .task import Task
 
@@ -51,8 +51,7 @@ def save(ex: Any, path: Any, training_state: bool = True) -> None:
     task = ex.task
     config = {"format": f"xrl.{ex.name}", "version": VERSION, "class": type(ex).__name__,
               "config": dataclasses.asdict(ex.config),
-              "functions": {k: ([function_name(f) for f in v] if isinstance(v, list) else function_name(v))
-                            for k, v in ex.components.items() if k in (*FUNCTIONS, "postprocessing_funcs", "callbacks")},
+              "functions": {k: v for k, v in ex._describe().items() if k in FUNCTIONS + LISTS},
               "state": {"step": ex._step, "cond_dim": ex.cond_dim, "x_shape": list(ex.x_shape) if ex.x_shape else None,
                         "task": None if task is None else dataclasses.asdict(task)},
               "networks": {k: model_spec(m) for k, m in _modules(ex).items()}}
