@@ -1,16 +1,13 @@
 """Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads.
 
-The DDPG loop and the explainers only talk to a space through these methods:
-
-* ``check(X)`` validates user data; ``rows(X)`` holds it as :class:`Rows` on the device;
-* ``condition(rows, generator)``: training-time conditions (or ``None``); ``explain_condition(C, rows)`` at explain;
-* ``counterfactual(decoded, rows, C)``: the decoder's output -> model-space counterfactuals (post-processing);
-* ``predictor_input(X_cf)`` and ``black_box_input(X, start, stop)``: what the black box is called with;
-* ``encoder_input(X_cf)`` (consistency loss), ``sparsity(decoded, rows, weight)``, ``output(X)`` (the user's format).
-
-:class:`ImageSpace` is alibi's generic pipeline (``encoder_preprocessor``, ``postprocessing_funcs``,
-``decoder_inv_preprocessor``, ``conditional_func``); :class:`TabularSpace` keeps each row's exact original codes beside
-its model-space row and decodes through :class:`~xrl.counterfactual.conditioning.TabularConstraints`.
+The DDPG loop and the explainers only talk to a space through these methods: ``check(X)`` validates user data and
+``rows(X)`` holds it as :class:`Rows` on the device; ``condition(rows, generator)`` draws training conditions (or
+``None``) and ``explain_condition(C, rows, cond_dim)`` reads the user's; ``counterfactual(decoded, rows, C)`` turns
+the decoder's output into model-space counterfactuals; ``predictor_input`` / ``black_box_input`` give what the black
+box is called with; ``encoder_input`` (consistency), ``sparsity``, ``check_decoded``, ``join`` and ``output`` (the
+user's format) complete it. :class:`ImageSpace` is alibi's generic pipeline; :class:`TabularSpace` keeps each row's
+exact original codes beside its model-space row and decodes through
+:class:`~xrl.counterfactual.conditioning.TabularConstraints`.
 """
 from __future__ import annotations
 
@@ -21,8 +18,8 @@ import numpy as np
 import torch
 
 from .._validation import as_float_array, error_message
-from .config import generate_empty_condition, identity_function
 from .conditioning import TabularConstraints
+from .config import generate_empty_condition, identity_function
 from .losses import l1_sparsity, tabular_sparsity
 from .task import to_numpy
 
@@ -43,34 +40,21 @@ class Rows:
     def __getitem__(self, idx: Any) -> "Rows":
         return Rows(self.model[idx], None if self.codes is None else self.codes[idx])
 
-    @staticmethod
-    def cat(parts: list["Rows"]) -> "Rows":
-        codes = None if parts[0].codes is None else torch.cat([p.codes for p in parts])
-        return Rows(torch.cat([p.model for p in parts]), codes)
-
-
-def _tensor(x: Any, device: torch.device) -> Any:
-    if isinstance(x, (list, tuple)):
-        return [_tensor(e, device) for e in x]
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-    return t.to(device=device, dtype=torch.float32)
-
-
-def _slice(x: Any, start: int, stop: int) -> Any:
-    return [e[start:stop] for e in x] if isinstance(x, (list, tuple)) else x[start:stop]
-
 
 def _check_rows(X: Any) -> None:
     if len(X) == 0:
         raise ValueError(error_message("X", "at least one row", X, "pass the instances to explain as [N, ...], N >= 1"))
 
 
-class ImageSpace:
-    """alibi's generic pipeline for any data the autoencoder reads as one tensor (images, flat vectors).
+def _call(f: Any, *args: Any) -> Any:
+    """alibi's functions receive numpy arrays, unless they set ``tensor_native = True``."""
+    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
 
-    ``components`` is the explainer's dict of alibi's function parameters (read at each call, so ``params`` updates
-    apply). Functions receive numpy arrays, as in alibi, unless they set ``tensor_native = True``.
-    """
+
+class ImageSpace:
+    """alibi's generic pipeline for data the autoencoder reads as one tensor (images, flat vectors):
+    ``encoder_preprocessor``, ``postprocessing_funcs``, ``decoder_inv_preprocessor``, ``conditional_func``, read from
+    the explainer's ``components`` at each call."""
 
     label_rows: int | None = None  # black-box rows per call: None = the batch size
 
@@ -86,69 +70,54 @@ class ImageSpace:
 
     def rows(self, X: np.ndarray) -> Rows:
         f = self.c["encoder_preprocessor"]
-        if f is identity_function:
-            return Rows(torch.from_numpy(X).to(self.device))
-        M = as_float_array("encoder_preprocessor(X)", to_numpy(f(X)), ndim_min=2)
+        M = X if f is identity_function else as_float_array("encoder_preprocessor(X)", to_numpy(f(X)), ndim_min=2)
         if len(M) != len(X):
             raise ValueError(f"encoder_preprocessor: returned {len(M)} rows for {len(X)} input rows")
         return Rows(torch.from_numpy(M).to(self.device))
 
     def condition(self, rows: Rows, generator: torch.Generator) -> torch.Tensor | None:
         f = self.c["conditional_func"]
-        if f is generate_empty_condition:
-            return None
-        C = f(rows.model if getattr(f, "tensor_native", False) else to_numpy(rows.model))
-        return None if C is None else _tensor(C, self.device).reshape(len(rows), -1)
+        C = None if f is generate_empty_condition else _call(f, rows.model)
+        return None if C is None else torch.as_tensor(C, dtype=torch.float32, device=self.device).reshape(len(rows), -1)
 
     def explain_condition(self, C: Any, rows: Rows, cond_dim: int) -> torch.Tensor | None:
-        n = len(rows)
+        if (C is None) != (cond_dim == 0):
+            raise ValueError(f"C: the explainer was trained with conditioning ({cond_dim} values per row); pass a "
+                             "condition array C" if cond_dim else "C: the explainer was trained without conditioning "
+                             "(conditional_func returned None); pass C=None")
         if C is None:
-            if cond_dim:
-                raise ValueError(f"C: the explainer was trained with conditioning ({cond_dim} values per row); pass "
-                                 "a condition array C")
             return None
         C = as_float_array("C", C, ndim_min=1)
         C = C[None] if C.ndim == 1 else C
-        if not cond_dim:
-            raise ValueError("C: the explainer was trained without conditioning (conditional_func returned None); "
-                             "pass C=None")
-        if C.ndim != 2 or C.shape[1] != cond_dim or C.shape[0] not in (1, n):
-            raise ValueError(error_message("C", f"a condition array [1 or {n}, {cond_dim}]", C))
-        T = torch.from_numpy(C).to(self.device)
-        return T.expand(n, -1) if T.shape[0] == 1 else T
+        if C.ndim != 2 or C.shape[1] != cond_dim or C.shape[0] not in (1, len(rows)):
+            raise ValueError(error_message("C", f"a condition array [1 or {len(rows)}, {cond_dim}]", C))
+        return torch.from_numpy(C).to(self.device).expand(len(rows), -1)
 
     def counterfactual(self, decoded: Any, rows: Rows, C: torch.Tensor | None) -> Any:
-        X_cf = decoded
         for f in self.c["postprocessing_funcs"]:
-            X_cf = (f(X_cf, rows.model, C) if getattr(f, "tensor_native", False)
-                    else f(to_numpy(X_cf), to_numpy(rows.model), to_numpy(C)))
-        return X_cf
+            decoded = _call(f, decoded, rows.model, C)
+        return decoded
 
     def predictor_input(self, X_cf: Any) -> Any:
         inv = self.c["decoder_inv_preprocessor"]
-        if inv is identity_function:
-            return X_cf
-        return inv(X_cf if getattr(inv, "tensor_native", False) else to_numpy(X_cf))
+        return X_cf if inv is identity_function else _call(inv, X_cf)
 
     def black_box_input(self, X: Any, start: int, stop: int) -> Any:
-        return _slice(X, start, stop)
+        return X[start:stop]
 
     def encoder_input(self, X_cf: Any) -> torch.Tensor:
-        return _tensor(X_cf, self.device)
+        return torch.as_tensor(X_cf, dtype=torch.float32, device=self.device)
 
-    @staticmethod
-    def check_decoded(out: Any, rows: Rows) -> None:
-        if isinstance(out, torch.Tensor) and out.shape[1:] != rows.model.shape[1:]:
-            raise ValueError(f"decoder: outputs shape {tuple(out.shape[1:])} per row but the encoder reads "
-                             f"{tuple(rows.model.shape[1:])}; the decoder must reconstruct the encoder's input")
+    def check_decoded(self, out: Any, rows: Rows) -> None:
+        if not isinstance(out, torch.Tensor) or out.shape[1:] != rows.model.shape[1:]:
+            raise ValueError(f"decoder: outputs shape {tuple(getattr(out, 'shape', ())[1:])} per row but the encoder "
+                             f"reads {tuple(rows.model.shape[1:])}; the decoder must reconstruct the encoder's input")
 
     def sparsity(self, decoded: torch.Tensor, rows: Rows, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return l1_sparsity(decoded, rows.model, weight)
 
     @staticmethod
     def join(parts: list[Any]) -> Any:
-        if isinstance(parts[0], (list, tuple)):
-            return [ImageSpace.join([p[j] for p in parts]) for j in range(len(parts[0]))]
         return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
     def output(self, X: Any) -> Any:
@@ -156,8 +125,8 @@ class ImageSpace:
 
 
 class TabularSpace:
-    """Mixed numerical/categorical rows: model space = the preprocessor's standardised + one-hot layout, and every
-    row's exact original codes travel beside it, so conditioning, projection and the black box see exact values."""
+    """Mixed numerical/categorical rows: model space = the preprocessor's standardised + one-hot layout; every row's
+    exact original codes travel beside it, so conditions, projection and the black box see exact values."""
 
     label_rows: int | None = 10_000  # a black box such as a random forest costs mostly per call
 
@@ -172,26 +141,23 @@ class TabularSpace:
         return A
 
     def rows(self, A: Any) -> Rows:
-        A = A if isinstance(A, torch.Tensor) else torch.from_numpy(A)
-        A = A.to(self.device)
+        A = torch.as_tensor(A, device=self.device)
         return Rows(self.pre.codes_to_model(A), A)
 
     def condition(self, rows: Rows, generator: torch.Generator) -> torch.Tensor | None:
         return self.constraints.random_condition(rows.codes, generator) if self.conditional else None
 
     def explain_condition(self, C: Any, rows: Rows, cond_dim: int) -> torch.Tensor | None:
-        """None or ``{}`` -> immutables and ranges only (alibi's behaviour); dicts in original units; raw arrays."""
-        empty = C is None or (isinstance(C, (list, tuple)) and len(C) == 0) or (isinstance(C, Mapping) and not C)
+        """None or ``{}``: immutables and ranges only (alibi's behaviour); dicts in original units; raw arrays."""
+        empty = C is None or (isinstance(C, (list, tuple, Mapping)) and len(C) == 0)
         if not self.conditional:
             if not empty:
                 raise ValueError("C: the explainer was trained without conditioning (conditional=False), so it cannot "
                                  "follow explain-time conditions; pass C=None, or build it with conditional=True")
             return None
         A = rows.codes
-        if empty:
-            return self.constraints.default_condition(A)
-        if isinstance(C, Mapping) or (isinstance(C, (list, tuple)) and all(isinstance(c, Mapping) for c in C)):
-            return self.constraints.condition_from_dicts(A, C)
+        if empty or isinstance(C, Mapping) or (isinstance(C, (list, tuple)) and all(isinstance(c, Mapping) for c in C)):
+            return self.constraints.condition_from_dicts(A, {} if empty else C)
         Ct = torch.as_tensor(np.asarray(to_numpy(C), dtype=np.float64), device=A.device)
         Ct = Ct[None] if Ct.ndim == 1 else Ct
         Ct = Ct.expand(len(A), -1) if Ct.ndim == 2 and Ct.shape[0] == 1 else Ct
@@ -199,16 +165,15 @@ class TabularSpace:
         return Ct
 
     def counterfactual(self, heads: Any, rows: Rows, C: torch.Tensor | None) -> Rows:
-        C = self.constraints.default_condition(rows.codes) if C is None else C
-        A_cf = self.constraints.project(heads, rows.codes, C)
+        A_cf = self.constraints.project(heads, rows.codes, self.constraints.default_condition(rows.codes)
+                                        if C is None else C)
         return Rows(self.pre.codes_to_model(A_cf), A_cf)
 
     def predictor_input(self, X_cf: Rows) -> Rows:
         return X_cf
 
-    def black_box_input(self, X: Rows | torch.Tensor, start: int, stop: int) -> Any:
-        codes = X.codes if isinstance(X, Rows) else X
-        return self.pre.from_codes(codes[start:stop])
+    def black_box_input(self, X: Rows | Any, start: int, stop: int) -> Any:
+        return self.pre.from_codes((X.codes if isinstance(X, Rows) else X)[start:stop])
 
     def encoder_input(self, X_cf: Rows) -> torch.Tensor:
         return X_cf.model
@@ -226,7 +191,7 @@ class TabularSpace:
 
     @staticmethod
     def join(parts: list[Rows]) -> Rows:
-        return Rows.cat(parts)
+        return Rows(torch.cat([p.model for p in parts]), torch.cat([p.codes for p in parts]))
 
     def output(self, X: Rows) -> Any:
         return self.pre.from_codes(X.codes)
