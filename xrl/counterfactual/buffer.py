@@ -45,10 +45,7 @@ class ReplayBuffer:
 
     def __init__(self, size: int = 1000) -> None:
         check_scalar("size", size, int, low=1)
-        self.size = int(size)
-        self.idx = 0      # next slot (in batches)
-        self.len = 0      # filled slots (in batches)
-        self.batch_size = 0
+        self.size, self.idx, self.len, self.batch_size = int(size), 0, 0, 0  # idx: next slot, len: filled (batches)
         self.data: dict[str, Any] = {}
 
     def append(self, X: Any = None, Y_m: Any = None, Y_t: Any = None, Z: Any = None, Z_cf_tilde: Any = None,
@@ -67,11 +64,9 @@ class ReplayBuffer:
         if n != self.batch_size or set(fields) != set(self.data):
             raise ValueError(f"append: expected the fields {sorted(self.data)} with {self.batch_size} rows each "
                              f"(fixed by the first append), got {sorted(fields)} with {n} rows")
-        start = self.idx * self.batch_size
         for k, v in fields.items():
-            self.data[k][start:start + n] = v
-        self.idx = (self.idx + 1) % self.size
-        self.len = min(self.len + 1, self.size)
+            self.data[k][self.idx * n:(self.idx + 1) * n] = v
+        self.idx, self.len = (self.idx + 1) % self.size, min(self.len + 1, self.size)
 
     def __len__(self) -> int:
         return self.len * self.batch_size
@@ -81,11 +76,10 @@ class ReplayBuffer:
         storage: from a ``np.random.Generator``, else numpy's global RNG as alibi)."""
         if self.len == 0:
             raise RuntimeError("sample: the replay buffer is empty; append experience first")
-        high = self.len * self.batch_size
-        first = next(iter(self.data.values()))
+        high, first = self.len * self.batch_size, next(iter(self.data.values()))
         if isinstance(first, torch.Tensor):
-            gen = generator if isinstance(generator, torch.Generator) else None
-            rows = torch.randint(0, high, (self.batch_size,), device=first.device, generator=gen)
+            rows = torch.randint(0, high, (self.batch_size,), device=first.device,
+                                 generator=generator if isinstance(generator, torch.Generator) else None)
         elif isinstance(generator, np.random.Generator):
             rows = generator.integers(0, high, self.batch_size)
         else:
@@ -94,15 +88,12 @@ class ReplayBuffer:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
         """The filled part as tensors and the cursor, for saving (see :meth:`load_state`)."""
-        n = len(self)
-        tensors = {k: (v[:n] if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v[:n])))
-                   for k, v in self.data.items()}
-        return tensors, {"idx": self.idx, "len": self.len, "batch_size": self.batch_size}
+        return ({k: torch.as_tensor(v[:len(self)]) for k, v in self.data.items()},
+                {"idx": self.idx, "len": self.len, "batch_size": self.batch_size})
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, int], device: torch.device) -> None:
         self.idx, self.len, self.batch_size = int(meta["idx"]), int(meta["len"]), int(meta["batch_size"])
-        self.data = {}
+        self.data = {k: torch.zeros((self.size * self.batch_size, *v.shape[1:]), dtype=v.dtype, device=device)
+                     for k, v in tensors.items()}
         for k, v in tensors.items():
-            store = torch.zeros((self.size * self.batch_size, *v.shape[1:]), dtype=v.dtype, device=device)
-            store[:len(v)] = v.to(device)
-            self.data[k] = store
+            self.data[k][:len(v)] = v.to(device)

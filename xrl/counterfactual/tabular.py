@@ -32,8 +32,8 @@ DEFAULT_RETRIES = 16
 
 def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: Any) -> TabularPreprocessor:
     pre = encoder_preprocessor
-    pre = pre if isinstance(pre, TabularPreprocessor) else getattr(pre, "__self__", None)
-    if not isinstance(pre, TabularPreprocessor):
+    if not isinstance(pre := pre if isinstance(pre, TabularPreprocessor) else getattr(pre, "__self__", None),
+                      TabularPreprocessor):
         raise TypeError(error_message(
             "encoder_preprocessor", "a fitted xrl.preprocessing.TabularPreprocessor (or its .transform)",
             type(encoder_preprocessor).__name__, "build it with TabularPreprocessor(feature_names, category_map)"
@@ -66,21 +66,16 @@ class CounterfactualRLTabular(CounterfactualRL):
         Loss weights (alibi's Adult example: 0.5 and 0.5).
     feature_names, category_map
         Optional; when given they must match the preprocessor's (``category_map`` keys by index or name).
-    immutable_features
-        Features that never change.
-    ranges
-        ``{numerical feature: [low, high]}``, ``-1 <= low <= 0 <= high <= 1``: the allowed change as a fraction of
-        the feature's training range (``{"Age": [0, 1]}``: may only increase).
+    immutable_features, ranges
+        Features that never change; ``{numerical feature: [low, high]}``, ``-1 <= low <= 0 <= high <= 1``, the allowed
+        change as a fraction of the feature's training range (``{"Age": [0, 1]}``: may only increase).
     weight_num, weight_cat
         Weights of the numerical (L1) and categorical (L0) sparsity terms.
-    backend, seed, device, progress, accelerate, preset
-        As in :class:`CounterfactualRL`.
     conditional
         Train with random conditions (default) so that explain-time conditions and ``diversity`` work; with False
         the actor sees no condition and only immutables and ranges are enforced.
-    **kwargs
-        Keys of :data:`~xrl.counterfactual.DEFAULT_BASE_PARAMS` and :class:`~.config.CFRLConfig` fields;
-        ``postprocessing_funcs`` and ``conditional_func`` are this class's own and cannot be passed.
+    backend, seed, device, progress, accelerate, preset, **kwargs
+        As in :class:`CounterfactualRL` (``postprocessing_funcs`` and ``conditional_func`` are this class's own).
 
     Examples
     --------
@@ -113,12 +108,11 @@ class CounterfactualRLTabular(CounterfactualRL):
                                            list(feature_names)))
         if category_map is not None and normalize_category_map(category_map, pre.feature_names_) != pre.category_map_:
             raise ValueError(error_message("category_map", "the preprocessor's category map", category_map))
-        check_scalar("weight_num", weight_num, low=0)
-        check_scalar("weight_cat", weight_cat, low=0)
+        for name, weight in (("weight_num", weight_num), ("weight_cat", weight_cat)):
+            check_scalar(name, weight, low=0)
         if not isinstance(conditional, bool):
             raise TypeError(error_message("conditional", "a bool", conditional))
-        self.preprocessor = pre
-        self.constraints = TabularConstraints(pre, immutable_features, ranges)
+        self.preprocessor, self.constraints = pre, TabularConstraints(pre, immutable_features, ranges)
         self.weight_num, self.weight_cat, self.conditional = float(weight_num), float(weight_cat), conditional
         super().__init__(predictor, encoder, decoder, coeff_sparsity, coeff_consistency, latent_dim=latent_dim,
                          backend=backend, seed=seed, **kwargs)
@@ -142,10 +136,9 @@ class CounterfactualRLTabular(CounterfactualRL):
 
         Parameters
         ----------
-        X
-            Rows in the original format ``[N, F]`` (array or DataFrame), ``N >= 1``.
-        Y_t
-            Target class per row or one for all (classification); target interval(s) ``[low, high]`` (regression).
+        X, Y_t
+            Rows in the original format ``[N, F]`` (array or DataFrame), ``N >= 1``; a target class per row or one for
+            all (classification), target interval(s) ``[low, high]`` (regression).
         C
             ``None`` or ``{}``: the explainer's immutable features and ranges only (alibi's behaviour); a dict in
             original units for all rows (``{"Age": [0, 20], "Workclass": ["Private"]}``), a list of 1 or N dicts, or
@@ -192,8 +185,7 @@ class CounterfactualRLTabular(CounterfactualRL):
         missed = (~self.task.valid(Y_cf, T)).nonzero().squeeze(1)
         if len(missed) == 0:
             return
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
-        r = missed.repeat_interleave(retries)
+        gen, r = torch.Generator(device=self.device).manual_seed(self.config.seed), missed.repeat_interleave(retries)
         noise = self.config.act_noise * torch.randn(len(r), self.config.latent_dim, device=self.device, generator=gen)
         tries = self._generate(rows[r], Y_m[r], T[r], None if C is None else C[r], batch_size, noise)
         Y_try = self._label(tries, len(r), batch_size)
@@ -214,12 +206,9 @@ class CounterfactualRLTabular(CounterfactualRL):
         if not self.conditional:
             raise ValueError("diversity: needs an explainer trained with conditional=True (diverse counterfactuals "
                              "come from random sub-conditions the actor must have learned to follow)")
-        if isinstance(C, (list, tuple)) and len(C) > 1:
-            raise ValueError(error_message("C", "one dict with diversity=True", f"a list of {len(C)}"))
-        cond = C[0] if isinstance(C, (list, tuple)) and C else (C or {})
+        cond = C[0] if isinstance(C, (list, tuple)) and len(C) == 1 else (C or {})
         if not isinstance(cond, Mapping):
-            raise TypeError(error_message("C", "a dict of conditions ({} for none) with diversity=True",
-                                          type(cond).__name__))
+            raise TypeError(error_message("C", "one dict of conditions ({} for none) with diversity=True", C))
         pre, Y_m = self.preprocessor, self._label(rows, 1, 1)
         gen = torch.Generator(self.device).manual_seed(self.config.seed + 7)
         rep = rows[[0] * batch_size]
