@@ -1,11 +1,11 @@
 """Saving and loading CFRL explainers: safetensors + JSON in one directory, written as one transaction
 (:func:`xrl.io.atomic_directory`), checked at load (:func:`xrl.io.verify_directory`), never unpickled.
 
-Format 2 (this version): ``config.json`` (``config``: the :class:`~.config.CFRLConfig` fields, ``functions``: the
-names of the user's functions, ``state``: what ``fit`` learned about the task, ``networks``: specs of xrl reference
-networks), ``weights.safetensors``, optionally ``training.safetensors`` + ``training.json`` (optimizers, RNG, replay
-buffer, epoch order, learning-rate schedule, training-data fingerprint), ``tabular.json`` for the tabular explainer,
-and ``manifest.json``. Format 1 (xrl before the core rebuild) loads too; its training state is not restored.
+Format 2: ``config.json`` (``config``: the :class:`~.config.CFRLConfig` fields, ``functions``: the user's functions
+by name, ``state``: what ``fit`` learned about the task, ``networks``: specs of xrl reference networks),
+``weights.safetensors``, optionally ``training.safetensors`` + ``training.json`` (optimizers, RNG, replay buffer,
+epoch order, learning-rate schedule, training-data fingerprint), ``tabular.json`` (tabular explainer) and
+``manifest.json``. Format 1 (before the core rebuild) loads too, without its training state.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from .task import Task
 __all__ = ["save", "load"]
 
 NETS = ("encoder", "decoder", "actor", "critic")
-VERSION = 2
 _V1_DEFAULTS = {"all_targets": False, "saturation_penalty": 0.0, "lr_decay": 1.0, "sparsity_gate": 0.0}
 
 
@@ -36,30 +35,20 @@ def _modules(ex: Any) -> dict[str, torch.nn.Module]:
             "critic": ex.components["critic"]}
 
 
-def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Copies of tensors whose memory an earlier one shares (tied encoder/decoder weights): safetensors stores
-    each tensor on its own; loading fills the tied parameter twice with the same values."""
-    seen, out = set(), {}
-    for k, v in tensors.items():
-        ptr = v.untyped_storage().data_ptr()
-        out[k] = v.clone() if ptr in seen else v
-        seen.add(ptr)
-    return out
-
-
 def save(ex: Any, path: Any, training_state: bool = True) -> None:
-    task = ex.task
-    config = {"format": f"xrl.{ex.name}", "version": VERSION, "class": type(ex).__name__,
+    config = {"format": f"xrl.{ex.name}", "version": 2, "class": type(ex).__name__,
               "config": dataclasses.asdict(ex.config),
               "functions": {k: v for k, v in ex._describe().items() if k in FUNCTIONS + LISTS},
-              "state": {"step": ex._step, "cond_dim": ex.cond_dim, "x_shape": list(ex.x_shape) if ex.x_shape else None,
-                        "task": None if task is None else dataclasses.asdict(task)},
+              "state": {"step": ex._step, "cond_dim": ex.cond_dim, "x_shape": ex.x_shape and list(ex.x_shape),
+                        "task": ex.task and dataclasses.asdict(ex.task)},
               "networks": {k: model_spec(m) for k, m in _modules(ex).items()}}
-    weights = {}
+    weights, seen = {}, set()
     for k, m in _modules(ex).items():
-        weights.update(io.prefixed_state(k, m))
+        for name, v in io.prefixed_state(k, m).items():  # tied weights share memory: safetensors stores copies
+            weights[name] = v.clone() if v.untyped_storage().data_ptr() in seen else v
+            seen.add(v.untyped_storage().data_ptr())
     with io.atomic_directory(path) as tmp:
-        io.save_tensors(tmp / "weights.safetensors", _unshared(weights))
+        io.save_tensors(tmp / "weights.safetensors", weights)
         if training_state and ex._training is not None:
             tensors, meta = _training_state(ex)
             io.save_tensors(tmp / "training.safetensors", tensors)
@@ -74,8 +63,7 @@ def _training_state(ex: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         t, meta[name] = io.optimizer_to_tensors(ex.components[name], prefix=f"{name}.")
         tensors.update(t)
     buf, meta["buffer"] = state.buffer.state()
-    tensors.update({f"buffer.{k}": v for k, v in buf.items()})
-    tensors["rng.generator"] = state.generator.get_state()
+    tensors.update({f"buffer.{k}": v for k, v in buf.items()}, **{"rng.generator": state.generator.get_state()})
     if state.perm is not None:
         tensors["data.perm"] = state.perm
     meta.update(data={"pos": state.pos, "epoch": state.epoch}, fingerprint=state.fingerprint,
@@ -83,23 +71,19 @@ def _training_state(ex: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, meta
 
 
-def _require(config: Any, path: Path, keys: tuple[str, ...]) -> None:
+def _settings(config: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config fields, function names) of a format-1 or format-2 ``config.json``, or a clear error."""
+    v1 = isinstance(config, dict) and config.get("version", 1) == 1
+    keys = ("class", "params", "state", "networks") if v1 else ("class", "config", "functions", "state", "networks")
     missing = [k for k in keys if not isinstance(config, dict) or k not in config]
     if missing:
         raise ValueError(f"{path / 'config.json'}: expected the keys {list(keys)} of a saved explainer, {missing} "
                          "missing; the file is not a complete xrl save: re-save the explainer with save(path)")
-
-
-def _settings(config: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config fields, function names) of a format-1 or format-2 ``config.json``."""
-    if config.get("version", 1) == 1:
-        _require(config, path, ("class", "params", "state", "networks"))
-        params = config["params"]
-        fields = {k: params[k] for k in FIELDS if k in params}
-        fields.update({k: config.get(k, default) for k, default in _V1_DEFAULTS.items()})
-        return fields, {k: params.get(k) for k in (*FUNCTIONS, "postprocessing_funcs")}
-    _require(config, path, ("class", "config", "functions", "state", "networks"))
-    return dict(config["config"]), config["functions"]
+    if not v1:
+        return dict(config["config"]), config["functions"]
+    params = config["params"]
+    fields = {**{k: params[k] for k in FIELDS if k in params}, **{k: config.get(k, v) for k, v in _V1_DEFAULTS.items()}}
+    return fields, {k: params.get(k) for k in (*FUNCTIONS, "postprocessing_funcs")}
 
 
 def load(cls: type, path: Any, predictor: Any, device: Any, kwargs: dict[str, Any]) -> Any:
@@ -112,13 +96,10 @@ def load(cls: type, path: Any, predictor: Any, device: Any, kwargs: dict[str, An
     fields, functions = _settings(config, path)
     if config["class"] != cls.__name__:
         raise ValueError(f"{path}: holds a {config['class']!r}, not a {cls.__name__}; load it with that class")
-    for k in FUNCTIONS:
-        if k not in kwargs and functions.get(k) not in (None, function_name(COMPONENTS[k])):
-            raise ValueError(f"{k}: the saved explainer used the custom function {functions[k]!r}, which is not "
-                             f"stored (no pickle); pass {k}=... to load")
-    if "postprocessing_funcs" not in kwargs and functions.get("postprocessing_funcs"):
-        raise ValueError(f"postprocessing_funcs: the saved explainer used {functions['postprocessing_funcs']}, "
-                         "which are not stored; pass postprocessing_funcs=[...] to load")
+    for k in (*FUNCTIONS, "postprocessing_funcs"):
+        if k not in kwargs and functions.get(k) not in (None, [], function_name(COMPONENTS.get(k))):
+            raise ValueError(f"{k}: the saved explainer used {functions[k]!r}, which is not stored (no pickle); pass "
+                             f"{k}=... to load")
     dev = resolve_device(device)
     weights = io.load_tensors(path / "weights.safetensors", dev)
     with torch.random.fork_rng(devices=[]):  # building networks draws initial weights: the global RNG comes back
@@ -146,14 +127,10 @@ def _build(name: str, spec: dict[str, Any] | None) -> torch.nn.Module:
 
 
 def _restore_state(ex: Any, state: dict[str, Any]) -> None:
-    if "task" in state:
-        task = state["task"] and Task(**{**state["task"], "y_range": state["task"]["y_range"] and
-                                         tuple(state["task"]["y_range"])})
-    else:  # format 1
-        task = state["y_dim"] is not None and Task(state["y_dim"], state["regression"],
-                                                   tuple(state["y_range"]) if state["y_range"] else None,
-                                                   ex._intervals)
-    ex.task = task or None
+    task = state["task"] if "task" in state else state["y_dim"] and {  # format 1 kept the task's fields in state
+        "y_dim": state["y_dim"], "regression": state["regression"], "y_range": state["y_range"],
+        "intervals": ex._intervals}
+    ex.task = task and Task(**{**task, "y_range": task["y_range"] and tuple(task["y_range"])}) or None
     ex.cond_dim, ex._step = int(state["cond_dim"]), int(state["step"])
     ex.x_shape = tuple(state["x_shape"]) if state["x_shape"] else None
     if ex.task is not None:
