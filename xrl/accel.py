@@ -1,19 +1,17 @@
 """The one acceleration boundary: nothing else in xrl changes how a model runs.
 
-``accelerate(module, mode)`` returns a callable that runs ``module`` faster once it has agreed with the eager module on
-its first calls (``checks`` of them, within ``atol``; those calls return the eager answer). If the fast path fails or
+``accelerate(module, mode)`` returns a callable that runs ``module`` on a fast path once that path has agreed with the
+eager module on its first ``checks`` calls (within ``atol``; those calls return the eager answer); if it fails or
 disagrees, it warns once (:class:`AccelerationWarning`) and runs the module eagerly from then on. Modes:
 
-* ``None``: the module itself.
-* ``"channels_last"``: each call runs with the module's 4-D (convolution) weights in channels-last memory format
-  (the same values; oneDNN's NHWC kernels), and every parameter gets its own tensor back when the call returns. Nothing
-  is compiled or copied to keep; weights changed in place, hooks and data-dependent branches all act as in eager mode.
-  CFRL uses it by default for its frozen encoder and decoder (measured 2-3x faster on the MNIST autoencoder on CPU).
-* ``"compile"``: ``torch.compile``: torch's compiler (inductor) generates and builds code on first use (it needs a C++
-  compiler on CPU and may start torch's compile workers); weights changed in place are read by the compiled code
-  (parameters are graph inputs) and data-dependent branches become graph breaks run eagerly.
+* ``"channels_last"``: each call runs with the module's 4-D (convolution) weights in channels-last memory format (the
+  same values; oneDNN's NHWC kernels), and every parameter gets its own tensor back when the call returns: nothing is
+  compiled or kept, so weights changed in place, hooks and data-dependent branches act as in eager mode. CFRL uses it
+  by default for its frozen encoder and decoder.
+* ``"compile"``: ``torch.compile`` (inductor builds code on first use: it needs a C++ compiler on CPU and may start
+  torch's compile workers); parameters are graph inputs, data-dependent branches become graph breaks.
 
-Both fast paths may differ from eager in the last bits of a float (the check bounds that on the first calls).
+Both may differ from eager in the last bits of a float; the check bounds that on the first calls.
 """
 from __future__ import annotations
 
@@ -48,10 +46,6 @@ def channels_last(*modules: torch.nn.Module) -> Iterator[None]:
     finally:
         for p, data in saved:
             p.data = data
-
-
-def has_convolutions(module: torch.nn.Module) -> bool:
-    return any(p.dim() == 4 for p in module.parameters())
 
 
 class Accelerated:
@@ -89,16 +83,15 @@ class Accelerated:
             self._fall_back(f"its output differs from the eager model's by more than {self.atol}")
             return eager
         self.checks -= 1
-        self.status = "accelerated" if self.checks == 0 else self.status
+        self.status = "checking" if self.checks else "accelerated"
         return eager
 
 
 def _close(a: Any, b: Any, atol: float) -> bool:
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), rtol=0, atol=atol, equal_nan=True))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_close(x, y, atol) for x, y in zip(a, b))
-    return False
+    return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+            and bool(torch.allclose(a.float(), b.float(), rtol=0, atol=atol, equal_nan=True)))
 
 
 def accelerate(module: Any, mode: str | None, name: str = "module") -> Callable:
@@ -111,6 +104,6 @@ def accelerate(module: Any, mode: str | None, name: str = "module") -> Callable:
     if not isinstance(module, torch.nn.Module):
         raise TypeError(error_message(name, f"a torch.nn.Module for accelerate={mode!r}", type(module).__name__,
                                       "pass accelerate=None for other callables"))
-    if mode == "channels_last" and not has_convolutions(module):
+    if mode == "channels_last" and not any(p.dim() == 4 for p in module.parameters()):
         return module
     return Accelerated(module, mode, name)

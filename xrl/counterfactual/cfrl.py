@@ -4,6 +4,7 @@ alibi's public API. A thin estimator over :mod:`~.config`, :mod:`~.spaces`, :mod
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from abc import ABC, abstractmethod
@@ -222,7 +223,7 @@ class CounterfactualRL:
             self.black_box.classes = int(Y.shape[1])
             self.x_shape = tuple(int(s) for s in X.shape[1:])
             if self.config.latent_dim is None:
-                self.config = self.config.replace(latent_dim=int(Z.shape[1]))
+                self.config = dataclasses.replace(self.config, latent_dim=int(Z.shape[1]))
             probe = self.space.condition(rows[:2], torch.Generator(self.device).manual_seed(0))
             self.cond_dim = 0 if probe is None else int(probe.shape[1])
         self._materialize()

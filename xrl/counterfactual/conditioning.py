@@ -1,15 +1,10 @@
 """Feature constraints for tabular CFRL: immutable features, ranges, conditioning vectors, constraint-safe decoding.
 
-The conditioning vector ``C`` of one row (alibi's layout) holds, for each numerical feature in column order, the pair
-``[c_low, c_high]`` with ``range_low <= c_low <= 0 <= c_high <= range_high``: the counterfactual value must lie in
-``[a + c_low * R, a + c_high * R]`` where ``a`` is the original value and ``R = max - min`` of the feature over the
-training data; then, for each categorical feature in column order, a 0/1 mask over its ``K`` categories that always
-contains the original category. Immutable features have ``c_low = c_high = 0`` and a one-hot mask.
-
-:meth:`TabularConstraints.project` turns the decoder's heads into a counterfactual that satisfies ``C`` *exactly* in
-the original units (numbers are clipped after de-standardisation; integer features are rounded and then kept inside
-``[ceil(low), floor(high)]``; categoricals are the most likely category inside the mask), so post-processing can
-never break a constraint, whatever the decoder outputs.
+A row's conditioning vector ``C`` (alibi's layout) holds, per numerical feature in column order, ``[c_low, c_high]``
+with ``range_low <= c_low <= 0 <= c_high <= range_high``: the counterfactual value lies in ``[a + c_low * R, a + c_high
+* R]`` (``a`` the original value, ``R = max - min`` over the training data); then, per categorical feature, a 0/1 mask
+over its categories that always contains the original one. Immutable features: ``c_low = c_high = 0``, one-hot mask.
+:meth:`TabularConstraints.project` decodes so that ``C`` holds *exactly* in original units, whatever the decoder says.
 """
 from __future__ import annotations
 
@@ -30,15 +25,9 @@ _EPS = 1e-6  # relative slack (in units of R) for float32 conditioning vectors a
 class TabularConstraints:
     """Validated immutable features and ranges of a fitted :class:`~xrl.preprocessing.TabularPreprocessor`.
 
-    Parameters
-    ----------
-    preprocessor : TabularPreprocessor
-        Fitted; gives feature names, categories, numerical statistics.
-    immutable_features : list of str, optional
-        Features that must never change.
-    ranges : dict, optional
-        ``{numerical feature: [low, high]}`` with ``-1 <= low <= 0 <= high <= 1``, as fractions of the feature's
-        training range ``max - min`` (alibi's convention): ``{"Age": [0, 1]}`` means "Age may only increase".
+    ``immutable_features``: features that never change; ``ranges``: ``{numerical feature: [low, high]}`` with ``-1 <=
+    low <= 0 <= high <= 1``, fractions of the feature's training range ``max - min`` (alibi's convention): ``{"Age":
+    [0, 1]}`` means "Age may only increase".
     """
 
     def __init__(self, preprocessor: TabularPreprocessor, immutable_features: Sequence[str] | None = None,

@@ -28,17 +28,14 @@ def generate_empty_condition(X: Any) -> None:
     return None
 
 
-def _argmax(Y: Any) -> Any:
-    return Y.argmax(1) if isinstance(Y, torch.Tensor) else np.argmax(Y, axis=1)
-
-
 def get_classification_reward(Y_pred: Any, Y_true: Any) -> Any:
     """Element-wise reward: 1 where ``argmax(Y_pred) == argmax(Y_true)``. Both 2-D (numpy arrays or tensors)."""
     if len(Y_pred.shape) != 2:
         raise ValueError(error_message("Y_pred", "a 2-D array of class scores [N, classes]", Y_pred))
     if len(Y_true.shape) != 2:
         raise ValueError(error_message("Y_true", "a 2-D one-hot array [N, classes]", Y_true))
-    return _argmax(Y_pred) == _argmax(Y_true)
+    return (Y_pred.argmax(1) == Y_true.argmax(1) if isinstance(Y_pred, torch.Tensor)
+            else np.argmax(Y_pred, axis=1) == np.argmax(Y_true, axis=1))
 
 
 def get_hard_distribution(Y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
@@ -47,8 +44,7 @@ def get_hard_distribution(Y: np.ndarray, num_classes: int | None = None) -> np.n
     if Y.ndim == 1 or (Y.ndim == 2 and Y.shape[1] == 1):
         if num_classes is None:
             raise ValueError("num_classes: expected an int to one-hot encode class indices, got None")
-        idx = Y.reshape(-1).astype(np.int64)
-        return np.eye(num_classes, dtype=np.float32)[idx]
+        return np.eye(num_classes, dtype=np.float32)[Y.reshape(-1).astype(np.int64)]
     if Y.ndim != 2:
         raise ValueError(error_message("Y", "a 1-D or 2-D array", Y))
     return np.eye(Y.shape[1], dtype=np.float32)[np.argmax(Y, axis=1)]
@@ -118,16 +114,11 @@ class CFRLConfig:
     estimate that the sample's counterfactual is valid), so a counterfactual expected to fail is not pulled back to the
     input before it crosses the boundary. 0: alibi's loss."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # dataclasses.replace(config, ...) validates too
         for field in dataclasses.fields(self):
             setattr(self, field.name, _checked(field.name, getattr(self, field.name)))
         if self.act_low >= self.act_high:
             raise ValueError(f"act_low/act_high: expected act_low < act_high, got {self.act_low} >= {self.act_high}")
-
-    def replace(self, **changes: Any) -> "CFRLConfig":
-        """A validated copy with ``changes``."""
-        check_keys("config", changes, FIELDS)
-        return dataclasses.replace(self, **changes)
 
 
 # name -> (type, low, high); ints accept numpy integers, floats any real number; learning rates must be > 0
@@ -231,7 +222,7 @@ class ParamsView(dict):
     def __setitem__(self, key: str, value: Any) -> None:
         o = self._owner
         if key in FIELDS:
-            o.config = o.config.replace(**{key: value})
+            o.config = dataclasses.replace(o.config, **{key: value})
         elif key in o.components:
             check_components({**o.components, key: value})
             o.components[key] = list(value) if isinstance(value, (list, tuple)) else value

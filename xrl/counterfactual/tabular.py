@@ -1,11 +1,5 @@
-"""``CounterfactualRLTabular``: CFRL for mixed numerical/categorical data (alibi's API), by composition.
-
-Same core as :class:`~xrl.counterfactual.CounterfactualRL` with a :class:`~.spaces.TabularSpace`: a heterogeneous
-autoencoder (:class:`xrl.models.tabular.HeAE`), sparsity = L1 on standardised numbers + L0 on categories, random
-training conditions so that explain-time conditions in the data's own units work (``C={"Age": [0, 20]}``), and
-decoding through :class:`~.conditioning.TabularConstraints`, which makes every counterfactual satisfy immutable
-features, ranges and conditions exactly. Regression black boxes take target intervals ``[low, high]``.
-"""
+"""``CounterfactualRLTabular``: CFRL for mixed numerical/categorical data (alibi's API): the core of
+:class:`~xrl.counterfactual.CounterfactualRL` with a :class:`~.spaces.TabularSpace`."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
@@ -50,6 +44,11 @@ def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: A
 
 class CounterfactualRLTabular(CounterfactualRL):
     """Counterfactuals with RL for tabular data with immutable features, ranges and explain-time conditions.
+
+    A heterogeneous autoencoder (:class:`xrl.models.tabular.HeAE`), sparsity = L1 on standardised numbers + L0 on
+    categories, random training conditions (so that conditions in the data's units work at explain time), and
+    decoding through :class:`~.conditioning.TabularConstraints`, which makes every counterfactual satisfy immutable
+    features, ranges and conditions exactly. Regression black boxes take target intervals ``[low, high]``.
 
     Parameters
     ----------

@@ -108,31 +108,28 @@ class Task:
         T = np.asarray(to_numpy(Y_t))
         if T.dtype == object or not (np.issubdtype(T.dtype, np.number) or T.dtype == bool):
             raise TypeError(error_message("Y_t", "numeric target labels", T))
-        T = T.astype(np.float64).reshape(1) if T.ndim == 0 else T.astype(np.float64)
-        if self.intervals:
-            T = T[None] if T.shape == (2,) else T
-            if T.ndim != 2 or T.shape[1] != 2 or not np.isfinite(T).all() or (T[:, 0] > T[:, 1]).any():
-                raise ValueError(error_message("Y_t", f"target intervals [[low, high]] shaped [1, 2] or [{n}, 2] "
-                                               "for a regression predictor, finite, with low <= high", T))
-        elif T.ndim > 2:
-            raise ValueError(error_message("Y_t", "a 1-D array of labels or a 2-D one-hot array", T))
-        if T.shape[0] not in (1, n):
-            raise ValueError(f"Y_t: expected 1 target (broadcast to every row) or one per row ({n}), got {T.shape[0]}")
+        T = T.astype(np.float64)
+        T = T.reshape(1, -1) if T.ndim == 0 or (self.intervals and T.shape == (2,)) else T
         if not np.isfinite(T).all():
             raise ValueError("Y_t: expected finite targets, got NaN/inf")
-        out = T if self.intervals else self._encode_targets(T)
-        out = torch.as_tensor(out, dtype=torch.float32, device=device)
-        return out.expand(n, -1) if out.shape[0] == 1 else out
+        out = torch.as_tensor(self._encode_targets(T), dtype=torch.float32, device=device)
+        if out.shape[0] not in (1, n):
+            raise ValueError(f"Y_t: expected 1 target (broadcast to every row) or one per row ({n}), got {len(out)}")
+        return out.expand(n, -1)
 
     def _encode_targets(self, T: np.ndarray) -> np.ndarray:
+        width = T.shape[1] if T.ndim == 2 else 1
         if self.regression:
-            if T.ndim == 2 and T.shape[1] != 1:
-                raise ValueError(error_message("Y_t", "one target value per row for a regression predictor", T))
-            return T.reshape(-1, 1)
-        if T.ndim == 2 and T.shape[1] > 1:
-            if T.shape[1] != self.y_dim:
-                raise ValueError(f"Y_t: one-hot targets have {T.shape[1]} columns but the predictor has "
-                                 f"{self.y_dim} classes")
+            if T.ndim > 2 or width != self.target_dim or (self.intervals and (T[:, 0] > T[:, 1]).any()):
+                raise ValueError(error_message("Y_t", "target intervals [[low, high]] with low <= high, shaped [1, 2] "
+                                               "or [N, 2]" if self.intervals else "one target value per row for a "
+                                               "regression predictor", T))
+            return T.reshape(-1, self.target_dim)
+        if T.ndim > 2 or (width > 1 and width != self.y_dim):
+            raise ValueError(error_message("Y_t", f"class labels [N] or one-hot rows [N, {self.y_dim}]", T,
+                                           f"one-hot targets have {width} columns but the predictor has {self.y_dim} "
+                                           "classes"))
+        if width > 1:
             ties = (T == T.max(1, keepdims=True)).sum(1) != 1
             if ties.any():
                 row = int(np.flatnonzero(ties)[0])
@@ -140,9 +137,6 @@ class Task:
                                                f"row {row} has no single class; an all-zero row names no target"))
             return np.eye(self.y_dim)[T.argmax(1)]
         flat = T.reshape(-1)
-        if not np.all(np.mod(flat, 1) == 0):
-            raise ValueError(error_message("Y_t", "integer class labels", T))
-        if flat.min() < 0 or flat.max() >= self.y_dim:
-            raise ValueError(f"Y_t: expected class labels in [0, {self.y_dim - 1}], got values from {int(flat.min())} "
-                             f"to {int(flat.max())}")
+        if not np.all(np.mod(flat, 1) == 0) or flat.min() < 0 or flat.max() >= self.y_dim:
+            raise ValueError(error_message("Y_t", f"integer class labels in [0, {self.y_dim - 1}]", flat.tolist()))
         return np.eye(self.y_dim)[flat.astype(np.int64)]
