@@ -143,7 +143,8 @@ def test_a_split_run_with_lr_decay_equals_an_uninterrupted_one(digits, digits_mo
     assert lr == pytest.approx(1e-3 * (1 - 0.9 * 119 / 120)) == resumed.params["optimizer_actor"].param_groups[0]["lr"]
 
 
-@pytest.mark.parametrize("where, update_every", [("black box", 1), ("actor update", 1), ("black box", 4)])
+@pytest.mark.parametrize("where, update_every", [("black box", 1), ("actor update", 1), ("black box", 4),
+                                                 ("exploration", 1)])
 def test_ctrl_c_then_save_and_resume_equals_an_uninterrupted_run(where, update_every, digits, digits_models,
                                                                    tmp_path):
     X, _ = digits
@@ -153,7 +154,7 @@ def test_ctrl_c_then_save_and_resume_equals_an_uninterrupted_run(where, update_e
 
     def predictor(x):  # Ctrl-C while the black box labels counterfactuals, a few steps after updates began
         calls["n"] += 1
-        if where == "black box" and calls["n"] == prepare + (33 if update_every == 1 else 9):
+        if calls["n"] == prepare + {"black box": 33 if update_every == 1 else 9, "exploration": 5}.get(where, -len(X)):
             raise KeyboardInterrupt
         with torch.no_grad():
             return clf(torch.from_numpy(x)).numpy()

@@ -39,8 +39,7 @@ class _Bar(tqdm):
     monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
 
 
-@dataclasses.dataclass
-class Networks:
+class Networks(NamedTuple):
     """The learned networks and their optimizers; the frozen autoencoder's modules and forward passes (``encode``,
     ``decode``: through :mod:`xrl.accel`'s channels-last path where it applies)."""
 
@@ -132,12 +131,8 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class _Chunk(NamedTuple):
-    idx: torch.Tensor
-    Y_t: torch.Tensor
-    C: torch.Tensor | None
-    Z_cf_tilde: torch.Tensor
-    X_cf: Any
+_Chunk = NamedTuple("_Chunk", [("idx", torch.Tensor), ("Y_t", torch.Tensor), ("C", Any), ("Z_cf_tilde", torch.Tensor),
+                               ("X_cf", Any)])  # n batches acted on, up to the black-box query
 
 
 class _Undo:
@@ -149,23 +144,24 @@ class _Undo:
         self.state, self.nets, self.rng = state, nets, state.generator.get_state()
         self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, dict(buf.data))
         slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
-        self.slots = [(s, {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()}) for s in slots]
-        if nets is not None:
-            self.weights = [{k: v.clone() for k, v in m.state_dict().items()} for m in (nets.actor, nets.critic)]
-            self.moments = [io.optimizer_to_tensors(o) for o in (nets.optimizer_actor, nets.optimizer_critic)]
+        self.slots = [(slice(s * B, (s + 1) * B), {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()})
+                      for s in slots]
+        self.weights = nets and [({k: v.clone() for k, v in m.state_dict().items()}, io.optimizer_to_tensors(o))
+                                 for m, o in ((nets.actor, nets.optimizer_actor), (nets.critic, nets.optimizer_critic))]
 
     def restore(self) -> None:
         state, buf = self.state, self.state.buffer
         state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, buf.data = self.scalars
         state.generator.set_state(self.rng)
-        for s, saved in self.slots:
+        for rows, saved in self.slots:
             for k, v in saved.items():
-                buf.data[k][s * buf.batch_size:(s + 1) * buf.batch_size] = v
-        if self.nets is not None:
-            for m, w in zip((self.nets.actor, self.nets.critic), self.weights):
-                m.load_state_dict(w)
-            for o, (tensors, meta) in zip((self.nets.optimizer_actor, self.nets.optimizer_critic), self.moments):
-                io.load_optimizer(o, tensors, meta)
+                buf.data[k][rows] = v
+        nets = self.nets
+        for (m, o), (weights, (tensors, meta)) in zip(nets and ((nets.actor, nets.optimizer_actor),
+                                                                (nets.critic, nets.optimizer_critic)) or (),
+                                                       self.weights or ()):
+            m.load_state_dict(weights)
+            io.load_optimizer(o, tensors, meta)
 
 
 class _Sample(dict):
