@@ -164,17 +164,15 @@ class CounterfactualRL:
         return {**vars(self.config), **{k: [function_name(f) for f in v] if isinstance(v, list) else function_name(v)
                                         for k, v in self.components.items() if k in FUNCTIONS + LISTS}}
 
-    # task properties, as before the split
-    y_dim = property(lambda self: None if self.task is None else self.task.y_dim)
-    regression = property(lambda self: None if self.task is None else self.task.regression)
-    y_range = property(lambda self: None if self.task is None else self.task.y_range)
+    y_dim = property(lambda self: self.task and self.task.y_dim)  # what fit learned about the black box
+    regression = property(lambda self: self.task and self.task.regression)
+    y_range = property(lambda self: self.task and self.task.y_range)
 
     def reset_predictor(self, predictor: Callable) -> None:
-        """Swap the black box (e.g. after reloading it); the trained actor and critic are kept. A predictor with
-        another number of outputs than the one trained with is refused at its first call."""
-        black_box = BlackBox(predictor, self.device, self.accelerate)
-        black_box.classes = self.black_box.classes
-        self.black_box = black_box
+        """Swap the black box (e.g. after reloading it), keeping the actor and critic; a predictor with another
+        number of outputs than the one trained with is refused at its first call."""
+        classes, self.black_box = self.black_box.classes, BlackBox(predictor, self.device, self.accelerate)
+        self.black_box.classes = classes
 
     # ------------------------------------------------------------------------------------------------------- fit
     def fit(self, X: Any) -> "CounterfactualRL":
@@ -219,11 +217,8 @@ class CounterfactualRL:
         rows, Z, Y = prepare(self.space, X, self.black_box, self._encode, self._decode, self.config.batch_size,
                              self.config.latent_dim)
         if self.task is None:
-            self.task = Task.from_predictions(Y, self._intervals)
-            self.black_box.classes = int(Y.shape[1])
-            self.x_shape = tuple(int(s) for s in X.shape[1:])
-            if self.config.latent_dim is None:
-                self.config = dataclasses.replace(self.config, latent_dim=int(Z.shape[1]))
+            self.task, self.black_box.classes = Task.from_predictions(Y, self._intervals), int(Y.shape[1])
+            self.x_shape, self.config = tuple(X.shape[1:]), dataclasses.replace(self.config, latent_dim=Z.shape[1])
             probe = self.space.condition(rows[:2], torch.Generator(self.device).manual_seed(0))
             self.cond_dim = 0 if probe is None else int(probe.shape[1])
         self._materialize()
@@ -243,16 +238,16 @@ class CounterfactualRL:
     def _materialize(self) -> None:
         """Initialise lazy layers (seeded, global RNG untouched) and build the default optimizers."""
         c, cfg = self.components, self.config
-        state_dim = cfg.latent_dim + self.task.y_dim + self.task.target_dim + self.cond_dim
+        state = torch.zeros(2, cfg.latent_dim + self.task.y_dim + self.task.target_dim + self.cond_dim,
+                            device=self.device)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(cfg.seed + 1)
-            state = torch.zeros(2, state_dim, device=self.device)
             try:
                 action = c["actor"](state)
                 c["critic"](torch.cat([state, action], 1))
             except RuntimeError as exc:
-                raise ValueError(f"actor/critic: cannot take a state of size {state_dim} (latent {cfg.latent_dim} + "
-                                 f"labels {self.task.y_dim} + target {self.task.target_dim} + condition "
+                raise ValueError(f"actor/critic: cannot take a state of size {state.shape[1]} (latent {cfg.latent_dim}"
+                                 f" + labels {self.task.y_dim} + target {self.task.target_dim} + condition "
                                  f"{self.cond_dim}): {exc}") from exc
         if action.shape[1] != cfg.latent_dim:
             raise ValueError(f"actor: outputs {action.shape[1]} values but latent_dim is {cfg.latent_dim}")
@@ -262,7 +257,7 @@ class CounterfactualRL:
 
     def _networks(self) -> Networks:
         c = self.components
-        return Networks(c["actor"], c["critic"], c["optimizer_actor"], c["optimizer_critic"], self.encoder,
+        return Networks(*(c[k] for k in ("actor", "critic", "optimizer_actor", "optimizer_critic")), self.encoder,
                         self.decoder, self._encode, self._decode)
 
     # --------------------------------------------------------------------------------------------------- explain
