@@ -19,13 +19,12 @@ from .._utils import eval_mode, resolve_device
 from .._validation import error_message
 from ..models import Actor, Critic
 from . import persistence
-from .blackbox import BlackBox, check_float32_module
+from .blackbox import BlackBox, Task, check_float32_module, to_numpy
 from .buffer import ReplayBuffer
 from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
 from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label, prepare
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
-from .task import Task, to_numpy
 
 __all__ = ["CounterfactualRL", "Callback", "Postprocessing"]
 

@@ -19,6 +19,18 @@ from ..preprocessing import TabularPreprocessor
 
 __all__ = ["TabularConstraints"]
 
+
+def _pair(name: str, value: Any, units: str, example: str) -> tuple[float, float]:
+    """``[low, high]`` with ``low <= 0 <= high`` (a change relative to the original value), or a clear error."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(error_message(name, f"a pair [low, high] of changes ({units})", value)) from exc
+    if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
+        raise ValueError(error_message(name, f"finite low <= 0 <= high (changes relative to the original value, "
+                                       f"{units})", value, example))
+    return low, high
+
 _EPS = 1e-6  # relative slack (in units of R) for float32 conditioning vectors around integer bounds
 
 
@@ -67,14 +79,8 @@ class TabularConstraints:
         if f in immutable:
             raise ValueError(error_message(f"ranges[{f!r}]", "no range for an immutable feature", list(rng),
                                            "an immutable feature cannot change at all: drop one of the two"))
-        try:
-            low, high = (float(v) for v in rng)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(error_message(f"ranges[{f!r}]", "a pair [low, high] of numbers", rng)) from exc
-        if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
-            raise ValueError(error_message(f"ranges[{f!r}]", "finite low <= 0 <= high (bounds on the change, "
-                                           "relative to the original value)", [low, high],
-                                           "e.g. [0, 1] lets the feature only increase, [-1, 0] only decrease"))
+        low, high = _pair(f"ranges[{f!r}]", rng, "as fractions of the training range",
+                          "e.g. [0, 1] lets the feature only increase, [-1, 0] only decrease")
         i = num_names.index(f)
         if low < -1 or high > 1:
             R = self.pre.range_[i]
@@ -171,18 +177,9 @@ class TabularConstraints:
         j = names.index(f)
         if j in pre.num_idx_:
             i = pre.num_idx_.index(j)
-            try:
-                low, high = (float(v) for v in cond)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(error_message(f"{name}[{f!r}]", "a pair [low, high] of changes in the feature's "
-                                              "units", cond)) from exc
-            if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
-                raise ValueError(error_message(f"{name}[{f!r}]", "low <= 0 <= high (changes relative to the original "
-                                               "value, in the feature's units)", cond,
-                                               f"e.g. [0, 20] lets {f} grow by up to 20"))
+            low, high = _pair(f"{name}[{f!r}]", cond, "in the feature's units", f"e.g. [0, 20] lets {f} grow by 20")
             R = float(pre.range_[i])
-            base[rows, 2 * i] = max(low / R, self.range_low[i])
-            base[rows, 2 * i + 1] = min(high / R, self.range_high[i])
+            base[rows, 2 * i], base[rows, 2 * i + 1] = max(low / R, self.range_low[i]), min(high / R, self.range_high[i])
             return
         c, cats = pre.cat_idx_.index(j), pre.category_map_[j]
         if isinstance(cond, (str, bytes)) or not isinstance(cond, (Sequence, np.ndarray)):

@@ -22,12 +22,11 @@ from .. import io
 from .._utils import eval_mode
 from .._validation import error_message
 from ..models import Actor
-from .blackbox import BlackBox
+from .blackbox import BlackBox, Task, to_numpy
 from .buffer import ReplayBuffer
 from .config import CFRLConfig, get_classification_reward
 from .losses import all_targets_batch, consistency_loss
 from .spaces import Rows
-from .task import Task, to_numpy
 
 __all__ = ["DDPG", "Networks", "TrainingData", "TrainingState", "prepare", "fingerprint", "label"]
 

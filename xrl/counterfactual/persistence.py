@@ -22,7 +22,7 @@ from ..models._registry import build_model, model_spec
 from .buffer import ReplayBuffer
 from .config import COMPONENTS, FIELDS, FUNCTIONS, LISTS, function_name
 from .ddpg import TrainingState
-from .task import Task
+from .blackbox import Task
 
 __all__ = ["save", "load"]
 

@@ -21,7 +21,7 @@ from .._validation import as_float_array, error_message
 from .conditioning import TabularConstraints
 from .config import generate_empty_condition, identity_function
 from .losses import l1_sparsity, tabular_sparsity
-from .task import to_numpy
+from .blackbox import to_numpy
 
 __all__ = ["Rows", "ImageSpace", "TabularSpace"]
 
