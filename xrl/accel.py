@@ -1,17 +1,12 @@
 """The one acceleration boundary: nothing else in xrl changes how a model runs.
 
-``accelerate(module, mode)`` returns a callable that runs ``module`` on a fast path once that path has agreed with the
-eager module on its first ``checks`` calls (within ``atol``; those calls return the eager answer); if it fails or
-disagrees, it warns once (:class:`AccelerationWarning`) and runs the module eagerly from then on. Modes:
-
-* ``"channels_last"``: each call runs with the module's 4-D (convolution) weights in channels-last memory format (the
-  same values; oneDNN's NHWC kernels), and every parameter gets its own tensor back when the call returns: nothing is
-  compiled or kept, so weights changed in place, hooks and data-dependent branches act as in eager mode. CFRL uses it
-  by default for its frozen encoder and decoder.
-* ``"compile"``: ``torch.compile`` (inductor builds code on first use: it needs a C++ compiler on CPU and may start
-  torch's compile workers); parameters are graph inputs, data-dependent branches become graph breaks.
-
-Both may differ from eager in the last bits of a float; the check bounds that on the first calls.
+``accelerate(module, mode)`` runs ``module`` on a fast path once that path has agreed with the eager module on its
+first ``checks`` calls (within ``atol``; those calls return the eager answer); if it fails or disagrees, it warns once
+(:class:`AccelerationWarning`) and runs eagerly from then on. ``"channels_last"``: each call runs with the 4-D
+(convolution) weights in channels-last memory format and every parameter gets its own tensor back afterwards (nothing
+is compiled or kept: in-place weight changes, hooks and data-dependent branches act as in eager mode; CFRL uses it for
+its frozen encoder and decoder). ``"compile"``: ``torch.compile`` (inductor builds code on first use: it needs a C++
+compiler on CPU and may start torch's compile workers). Both may differ from eager in a float's last bits.
 """
 from __future__ import annotations
 

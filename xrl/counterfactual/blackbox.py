@@ -1,11 +1,5 @@
 """The black box: the one boundary where CFRL calls the user's predictor (:class:`BlackBox`) and what it predicts
-(:class:`Task`: classes or values, the actor's state layout, targets and rewards).
-
-The predictor is called exactly as given, from the caller's thread: a ``torch.nn.Module`` with float32 tensors on the
-explainer's device (in eval mode, without gradients; every submodule's own mode comes back), any other callable with
-numpy arrays. Its answer is copied at once (a black box may hand out a view of a buffer it reuses), checked, and
-becomes a float32 tensor ``[N, K]`` on the device. Acceleration only when asked for, through :mod:`xrl.accel`.
-"""
+(:class:`Task`: classes or values, the actor's state layout, targets and rewards)."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +29,11 @@ def check_float32_module(name: str, module: Any) -> None:
 
 
 class BlackBox:
-    """The user's ``predictor`` behind the boundary; ``black_box(X)`` returns its predictions ``[N, K]`` (float32
-    tensor on ``device``, a copy). ``classes``: the column count they must have (set by ``fit``)."""
+    """The user's ``predictor``, called exactly as given from the caller's thread: a ``torch.nn.Module`` with float32
+    tensors on ``device`` (in eval mode, without gradients; every submodule's own mode comes back), any other callable
+    with numpy arrays (acceleration only when asked for, through :mod:`xrl.accel`). ``black_box(X)`` returns a copy of
+    its answer (a black box may hand out a view of a buffer it reuses) as float32 ``[N, K]`` on ``device``, checked;
+    ``classes``: the column count it must have (set by ``fit``)."""
 
     def __init__(self, predictor: Callable, device: torch.device, accelerate: str | None = None) -> None:
         if not callable(predictor):

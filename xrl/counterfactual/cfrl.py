@@ -30,11 +30,8 @@ __all__ = ["CounterfactualRL", "Callback", "Postprocessing"]
 
 
 class Postprocessing(ABC):
-    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``.
-
-    It receives numpy arrays (alibi's contract; for a heterogeneous decoder ``X_cf`` is a list of arrays, one per
-    head), or tensors on the explainer's device when the subclass sets ``tensor_native = True``.
-    """
+    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays
+    (alibi's contract) or, when the subclass sets ``tensor_native = True``, on tensors on the explainer's device."""
 
     tensor_native: bool = False
 
@@ -78,19 +75,11 @@ class CounterfactualRL:
         submodule's mode restored). Its answers are copied at once.
     encoder, decoder : torch.nn.Module
         The pre-trained autoencoder's halves (float32); the latent space should lie in ``[act_low, act_high]``.
-    coeff_sparsity, coeff_consistency : float
-        Weights of the sparsity and consistency losses.
-    latent_dim : int, optional
-        The encoder's output size; may be omitted when ``actor`` is given.
-    backend : str
-        Only ``"pytorch"``.
-    seed : int
-        Seeds ``fit`` (targets, exploration, batches) and the default networks; the same seed gives the same
-        explainer. The global RNGs are left alone.
-    device : optional
-        Where the networks and the training loop live; default: the encoder's device.
-    progress : bool
-        tqdm progress bar in ``fit``.
+    coeff_sparsity, coeff_consistency, latent_dim, seed
+        The loss weights; the encoder's output size (may be omitted when ``actor`` is given); the seed of ``fit`` and
+        of the default networks (the same seed gives the same explainer; the global RNGs are left alone).
+    backend, device, progress
+        Only ``"pytorch"``; where the networks and the loop live (default: the encoder's device); a bar in ``fit``.
     accelerate : {None, "channels_last", "compile"}
         Opt-in acceleration of a module black box (:mod:`xrl.accel`): channels-last convolution weights during each
         call, or ``torch.compile``; checked against eager on its first calls, eager with a warning if it disagrees.

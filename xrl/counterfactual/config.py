@@ -52,11 +52,8 @@ def get_hard_distribution(Y: np.ndarray, num_classes: int | None = None) -> np.n
 
 @dataclasses.dataclass
 class CFRLConfig:
-    """Everything numeric that decides what ``fit`` learns (alibi's ``DEFAULT_BASE_PARAMS`` keys plus xrl's own).
-
-    Build it through the explainers' constructors (``CounterfactualRL(..., train_steps=2000)``), or directly and
-    pass its fields: ``CounterfactualRL(..., **dataclasses.asdict(config))``. Every field is checked on creation.
-    """
+    """Everything numeric that decides what ``fit`` learns (alibi's ``DEFAULT_BASE_PARAMS`` keys plus xrl's own),
+    checked on creation; the explainers build it from their arguments (``CounterfactualRL(..., train_steps=2000)``)."""
 
     coeff_sparsity: float = 0.0
     """Weight of the sparsity loss (L1 to the input; L1 + L0 for tabular data)."""
@@ -97,10 +94,8 @@ class CFRLConfig:
     critic_hidden_dim: int = 256
     """Hidden width of the default critic."""
     all_targets: bool = True
-    """Train the critic on every target class of each replayed transition (exact with the default classification
-    reward: the reward of target ``t`` is 1 exactly when the black box predicted ``t``), so one black-box call teaches
-    it all targets; beyond 32 classes, 32 random targets per transition. ``False``: one target, as alibi. Ignored for
-    regression and custom rewards."""
+    """Train the critic on every target class of each replayed transition (exact for the default reward, which is 1
+    exactly for the class the black box predicted; beyond 32 classes, 32 random targets). ``False``: alibi's one."""
     saturation_penalty: float = 0.01
     """Weight of the mean squared pre-tanh output of the default :class:`~xrl.models.Actor` in the actor loss (0:
     alibi's loss): it keeps the policy out of tanh's flat tails, where it can stall on one constant counterfactual."""
@@ -110,9 +105,8 @@ class CFRLConfig:
     """Length of the learning-rate schedule; ``None``: ``train_steps`` of the first ``fit``. Saved with the training
     state, so a resumed ``fit`` continues the same schedule (past its end the rates stay at the final value)."""
     sparsity_gate: float = 0.0
-    """In ``[0, 1]``: each sample's sparsity term is weighted by ``1 - g + g * clip(Q, 0, 1)`` (``Q``: the critic's
-    estimate that the sample's counterfactual is valid), so a counterfactual expected to fail is not pulled back to the
-    input before it crosses the boundary. 0: alibi's loss."""
+    """``g`` in ``[0, 1]``: each sample's sparsity term is weighted by ``1 - g + g * clip(Q, 0, 1)`` (``Q``: the critic's
+    estimate that it is valid), so a failing counterfactual is not pulled back before it crosses. 0: alibi's loss."""
 
     def __post_init__(self) -> None:  # dataclasses.replace(config, ...) validates too
         for field in dataclasses.fields(self):

@@ -82,7 +82,8 @@ class TrainingState:
         """Row indices of the next batch; a new epoch (reshuffled) when fewer than ``batch_size`` rows are left."""
         if self.perm is None or self.pos + batch_size > n:
             gen = self.generator
-            self.perm = torch.randperm(n, device=gen.device, generator=gen) if shuffle else torch.arange(n, device=gen.device)
+            self.perm = (torch.randperm(n, device=gen.device, generator=gen) if shuffle
+                         else torch.arange(n, device=gen.device))
             self.pos, self.epoch = 0, self.epoch + 1
         self.pos += batch_size
         return self.perm[self.pos - batch_size:self.pos]

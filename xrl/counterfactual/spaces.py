@@ -1,13 +1,8 @@
 """Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads.
 
-The DDPG loop and the explainers only talk to a space through these methods: ``check(X)`` validates user data and
-``rows(X)`` holds it as :class:`Rows` on the device; ``condition(rows, generator)`` draws training conditions (or
-``None``) and ``explain_condition(C, rows, cond_dim)`` reads the user's; ``counterfactual(decoded, rows, C)`` turns
-the decoder's output into model-space counterfactuals; ``predictor_input`` / ``black_box_input`` give what the black
-box is called with; ``encoder_input`` (consistency), ``sparsity``, ``check_decoded``, ``join`` and ``output`` (the
-user's format) complete it. :class:`ImageSpace` is alibi's generic pipeline; :class:`TabularSpace` keeps each row's
-exact original codes beside its model-space row and decodes through
-:class:`~xrl.counterfactual.conditioning.TabularConstraints`.
+The DDPG loop and the explainers talk to a space only through the methods the two classes share: :class:`ImageSpace`
+(alibi's generic pipeline) and :class:`TabularSpace` (each row's exact original codes beside its model-space row,
+decoding through :class:`~xrl.counterfactual.conditioning.TabularConstraints`).
 """
 from __future__ import annotations
 
