@@ -15,8 +15,6 @@ from .._utils import eval_mode
 from .._validation import error_message
 from .config import get_classification_reward
 
-__all__ = ["BlackBox", "Task", "check_float32_module", "interval_reward", "to_numpy"]
-
 
 def check_float32_module(name: str, module: Any) -> None:
     """CFRL feeds float32 tensors: a module with parameters of another floating dtype gets a clear error here."""

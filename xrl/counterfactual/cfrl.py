@@ -125,7 +125,8 @@ class CounterfactualRL:
             torch.manual_seed(self.config.seed)
             c["actor"] = (Actor(self.config.actor_hidden_dim, self.config.latent_dim) if c["actor"] is None
                           else c["actor"]).to(self.device)
-            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None else c["critic"]).to(self.device)
+            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None
+                           else c["critic"]).to(self.device)
         self.space = self._make_space()
         self.task: Task | None = None  # what the black box predicts (set by fit or load)
         self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
@@ -251,7 +252,7 @@ class CounterfactualRL:
     # --------------------------------------------------------------------------------------------------- explain
     def _check_fitted(self) -> None:
         if self.task is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer) first")
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer)")
 
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:
         """Counterfactuals of ``X`` towards the targets ``Y_t`` (one per row, or one for all rows).
@@ -291,8 +292,8 @@ class CounterfactualRL:
                      C: torch.Tensor | None, **extra: Any) -> Explanation:
         cls, cf_cls, tgt = ((Y_m.reshape(-1, 1), Y_cf.reshape(-1, 1), T) if self.task.regression else
                             (Y_m.argmax(1, keepdim=True), Y_cf.argmax(1, keepdim=True), T.argmax(1, keepdim=True)))
-        data = {"orig": {"X": X, "class": to_numpy(cls)}, "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)},
-                "target": to_numpy(tgt), "condition": to_numpy(C), **extra}
+        data = {"orig": {"X": X, "class": to_numpy(cls)}, "target": to_numpy(tgt), "condition": to_numpy(C),
+                "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)}, **extra}
         return Explanation(meta=copy.deepcopy(self.meta), data=data)
 
     # ----------------------------------------------------------------------------------------------- save / load

@@ -155,22 +155,20 @@ class TabularConstraints:
             rows = slice(None) if len(dicts) == 1 else slice(r, r + 1)
             for f, cond in d.items():
                 self._apply(base, A, rows, f"C[{r}]", f, cond)
-        if diverse:
-            offsets = np.cumsum([0] + list(self.pre.cat_sizes_))
-            if self.n_num:
-                base[:, :2 * self.n_num] *= torch.rand(B, 2 * self.n_num, generator=generator, device=A.device,
-                                                       dtype=torch.float64)
-            for c, (j, k) in enumerate(zip(self.pre.cat_idx_, self.pre.cat_sizes_)):
-                cols = slice(2 * self.n_num + offsets[c], 2 * self.n_num + offsets[c] + k)
-                keep = (torch.rand(B, k, generator=generator, device=A.device) > 0.5).double()
-                base[:, cols] = torch.clamp(base[:, cols] * keep + F.one_hot(A[:, j].long(), k).double(), max=1.0)
+        if diverse:  # bounds scaled by U(0, 1); allowed categories kept with probability 1/2, the original always
+            base *= torch.cat([torch.rand(B, 2 * self.n_num, generator=generator, device=A.device, dtype=torch.float64),
+                               (torch.rand(B, self.cond_dim - 2 * self.n_num, generator=generator, device=A.device)
+                                > 0.5).double()], 1)
+            base[:, 2 * self.n_num:] = torch.clamp(base[:, 2 * self.n_num:] + self.pre.codes_to_model(A, torch.float64)
+                                                   [:, self.n_num:], max=1.0)
         return base
 
     def _apply(self, base: torch.Tensor, A: torch.Tensor, rows: slice, name: str, f: str, cond: Any) -> None:
         """Write one feature's condition (original units) into ``base`` for ``rows``."""
         pre, names = self.pre, self.pre.feature_names_
         if f not in names:
-            raise ValueError(error_message(name, "feature names as keys", f, suggest(f, names) or f"features are {names}"))
+            raise ValueError(error_message(name, "feature names as keys", f,
+                                           suggest(f, names) or f"features are {names}"))
         if f in self.immutable_features:
             raise ValueError(error_message(f"{name}[{f!r}]", "no condition on an immutable feature", cond,
                                            "the explainer was built with it immutable: it cannot change"))
@@ -179,7 +177,8 @@ class TabularConstraints:
             i = pre.num_idx_.index(j)
             low, high = _pair(f"{name}[{f!r}]", cond, "in the feature's units", f"e.g. [0, 20] lets {f} grow by 20")
             R = float(pre.range_[i])
-            base[rows, 2 * i], base[rows, 2 * i + 1] = max(low / R, self.range_low[i]), min(high / R, self.range_high[i])
+            base[rows, 2 * i] = max(low / R, self.range_low[i])
+            base[rows, 2 * i + 1] = min(high / R, self.range_high[i])
             return
         c, cats = pre.cat_idx_.index(j), pre.category_map_[j]
         if isinstance(cond, (str, bytes)) or not isinstance(cond, (Sequence, np.ndarray)):

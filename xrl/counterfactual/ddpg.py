@@ -28,7 +28,6 @@ from .config import CFRLConfig, get_classification_reward
 from .losses import all_targets_batch, consistency_loss
 from .spaces import Rows
 
-__all__ = ["DDPG", "Networks", "TrainingData", "TrainingState", "prepare", "fingerprint", "label"]
 
 MAX_CHUNK_ROWS = 10_000
 """With ``update_every > 1`` the steps up to the next update share one black-box call, up to this many rows."""
@@ -142,7 +141,7 @@ class _Undo:
     def __init__(self, state: TrainingState, nets: Networks | None, steps: int) -> None:
         buf, B = state.buffer, state.buffer.batch_size
         self.state, self.nets, self.rng = state, nets, state.generator.get_state()
-        self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, dict(buf.data))
+        self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, B, dict(buf.data))
         slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
         self.slots = [(slice(s * B, (s + 1) * B), {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()})
                       for s in slots]

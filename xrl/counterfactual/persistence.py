@@ -22,7 +22,6 @@ from .config import COMPONENTS, FIELDS, FUNCTIONS, LISTS, function_name
 from .ddpg import TrainingState
 from .blackbox import Task
 
-__all__ = ["save", "load"]
 
 NETS = ("encoder", "decoder", "actor", "critic")
 _V1_DEFAULTS = {"all_targets": False, "saturation_penalty": 0.0, "lr_decay": 1.0, "sparsity_gate": 0.0}

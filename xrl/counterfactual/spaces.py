@@ -18,8 +18,6 @@ from .config import generate_empty_condition, identity_function
 from .losses import l1_sparsity, tabular_sparsity
 from .blackbox import to_numpy
 
-__all__ = ["Rows", "ImageSpace", "TabularSpace"]
-
 
 @dataclasses.dataclass
 class Rows:
