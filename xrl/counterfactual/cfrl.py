@@ -165,33 +165,19 @@ class CounterfactualRL:
 
     # ------------------------------------------------------------------------------------------------------- fit
     def fit(self, X: Any) -> "CounterfactualRL":
-        """Train the actor and critic up to ``train_steps`` steps (a later call, or one after :meth:`load`, continues
-        where training stopped: ``train_steps`` is the total).
-
-        Parameters
-        ----------
-        X
-            Training inputs in the predictor's format, ``[N, ...]``, ``N >= batch_size``. A resumed run must get the
-            same data (checked against a fingerprint saved with the training state).
-
-        After the call, ``fit_timing_`` holds the seconds spent preparing (the training set's labels and embeddings,
-        computed once per call) and in the loop, and the loop's steps/s. If ``fit`` is interrupted (Ctrl-C or an
-        error), the explainer stays at the last completed step: ``save`` then ``fit`` again continues exactly.
-        """
+        """Train the actor and critic on ``X`` (the predictor's format, ``[N, ...]``, ``N >= batch_size``) up to
+        ``train_steps`` steps in all: a later call, or one after :meth:`load`, continues where training stopped, on the
+        same data (checked against a fingerprint). Interrupted (Ctrl-C or an error), the explainer stays at the last
+        completed step, so ``save`` then ``fit`` continues exactly. ``fit_timing_`` gives the seconds spent preparing
+        (the training set's labels and embeddings, once per call) and in the loop, and the loop's steps/s."""
         X, t0 = self.space.check(X, self.x_shape), time.perf_counter()
         if len(X) < self.config.batch_size:
             raise ValueError(f"X: expected at least batch_size={self.config.batch_size} rows, got {len(X)}")
         with eval_mode(self.encoder, self.decoder):  # the frozen autoencoder never trains
             data = self._training_data(X)
             state = self._training_state(data)
-            callbacks = self.components["callbacks"]
-
-            def callback(step: int, update: int, sample: dict, losses: dict) -> None:
-                for cb in callbacks:
-                    cb(step=step, update=update, model=self, sample=sample, losses=losses)
-
             ddpg = DDPG(self.config, self.space, self.task, self.black_box, self._networks(),
-                        self.components["reward_func"], callback if callbacks else None, self.progress)
+                        self.components["reward_func"], self.components["callbacks"], self, self.progress)
             t1, step0 = time.perf_counter(), state.step
             try:
                 ddpg.run(data, state)
@@ -298,10 +284,8 @@ class CounterfactualRL:
 
     # ----------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, training_state: bool = True) -> None:
-        """Save to a directory in one transaction (old save or new, never a mix): ``config.json``,
-        ``weights.safetensors`` and, with ``training_state``, the optimizers, RNG, replay buffer, learning-rate
-        schedule and training-data fingerprint, so that ``fit`` resumes exactly. No pickle; functions and the
-        predictor are not saved (pass them again to :meth:`load`)."""
+        """Save to a directory in one transaction (the old save or the new one, never a mix), safetensors + JSON; with
+        ``training_state`` also what ``fit`` needs to resume exactly. Functions and the predictor are not saved."""
         persistence.save(self, path, training_state)
 
     def _save_extra(self, directory: Any) -> None:
@@ -315,12 +299,8 @@ class CounterfactualRL:
 
     @classmethod
     def load(cls, path: str | os.PathLike, predictor: Callable, *, device: Any = None, **kwargs: Any):
-        """Load an explainer saved with :meth:`save` (or by xrl's format 1).
-
-        xrl reference networks are rebuilt from the JSON; pass your own architectures as ``encoder=``, ``decoder=``,
-        ``actor=``, ``critic=`` (the saved weights are loaded into them). Custom functions (pre-/post-processing,
-        reward, conditioning, callbacks) are not stored (no pickle): pass them again, else ``ValueError``. Other
-        keyword arguments override saved settings (``train_steps=...`` to train further). The global RNGs are left
-        alone.
-        """
+        """Load an explainer saved with :meth:`save` (or by xrl's format 1); nothing is unpickled, the global RNGs are
+        left alone. Pass your own networks (``encoder=``, ``decoder=``, ``actor=``, ``critic=``: the saved weights are
+        loaded into them) and custom functions again (not stored: else ``ValueError``); other keyword arguments
+        override saved settings (``train_steps=...`` to train further)."""
         return persistence.load(cls, path, predictor, device, kwargs)

@@ -187,13 +187,13 @@ class _Sample(dict):
 
 
 class DDPG:
-    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``callback(step, update, sample,
-    losses)`` is called after every update; ``reward_func`` is alibi's element-wise reward."""
+    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``reward_func`` is alibi's
+    element-wise reward; each of ``callbacks`` gets ``(step, update, model, sample, losses)`` after every update."""
 
     def __init__(self, config: CFRLConfig, space: Any, task: Task, black_box: BlackBox, nets: Networks,
-                 reward_func: Callable, callback: Callable | None, progress: bool) -> None:
+                 reward_func: Callable, callbacks: list, model: Any, progress: bool) -> None:
         self.cfg, self.space, self.task, self.black_box, self.nets = config, space, task, black_box, nets
-        self.reward_func, self.callback, self.progress = reward_func, callback, progress
+        self.reward_func, self.callbacks, self.model, self.progress = reward_func, callbacks, model, progress
         # the reward of every target is known from the reached class only for the default classification reward
         self.all_targets = config.all_targets and not task.regression and reward_func is get_classification_reward
         self.target_cols = slice(config.latent_dim + task.y_dim, config.latent_dim + 2 * task.y_dim)
@@ -307,9 +307,11 @@ class DDPG:
             nets.optimizer_actor.zero_grad(set_to_none=True)
             loss.backward()
             nets.optimizer_actor.step()
-        if self.callback is not None:
+        if self.callbacks:
             losses = {"critic_loss": float(loss_critic.detach()), **{k: float(v) for k, v in losses.items()}}
-            self.callback(step, update, self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf), losses)
+            sample = self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf)
+            for cb in self.callbacks:
+                cb(step=step, update=update, model=self.model, sample=sample, losses=losses)
 
     def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple:
         """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``; also returns
