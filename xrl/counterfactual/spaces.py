@@ -55,7 +55,7 @@ class ImageSpace:
         self.c, self.device = components, device
 
     def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
-        X = as_float_array("X", X, ndim_min=2)
+        X = np.ascontiguousarray(as_float_array("X", X, ndim_min=2))  # views with negative strides included
         _check_rows(X)
         if x_shape is not None and tuple(X.shape[1:]) != tuple(x_shape):
             raise ValueError(f"X: expected rows shaped {tuple(x_shape)} (as in training), got {tuple(X.shape[1:])}")
