@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
@@ -163,27 +164,23 @@ class _Undo:
             io.load_optimizer(o, tensors, meta)
 
 
-class _Sample(dict):
+class _Sample(Mapping):
     """The callbacks' ``sample`` (seed 001's keys): numpy arrays, each computed on first access."""
 
+    def __init__(self, **values: Any) -> None:
+        self._values = values
+
     def __getitem__(self, key: str) -> Any:
-        value = super().__getitem__(key)
+        value = self._values[key]
         if callable(value) or isinstance(value, torch.Tensor):
-            value = to_numpy(value() if callable(value) else value)
-            super().__setitem__(key, value)
+            value = self._values[key] = to_numpy(value() if callable(value) else value)
         return value
 
-    def __iter__(self):  # so that dict(sample) and {**sample} read through __getitem__ too
-        return iter(list(self.keys()))
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
-
-    def values(self):  # type: ignore[override]
-        return [self[k] for k in self]
-
-    def items(self):  # type: ignore[override]
-        return [(k, self[k]) for k in self]
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class DDPG:
