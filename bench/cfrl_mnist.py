@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--predictor", choices=["numpy", "module"], default="numpy")
     ap.add_argument("--act-noise", type=float, default=0.1, help="xrl's exploration noise (alibi runs its default 0.1)")
+    ap.add_argument("--curve-accelerate", default=None, help="accelerate= of the module black box for the curve")
     ap.add_argument("--accelerate", default="channels_last,compile", help="comma-separated modes, '' for none")
     ap.add_argument("--accel-steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
@@ -142,7 +143,11 @@ def main() -> None:
                                 ae.decoder, coeff_sparsity=7.5, coeff_consistency=0, latent_dim=64, batch_size=100,
                                 train_steps=steps, seed=args.seed, act_noise=args.act_noise, progress=False, **kw)
 
-    cf, curve = validity_curve(make, X_train, X1k, targets, args.steps, args.eval_every)
+    if args.curve_accelerate:
+        res["curve_accelerate"], make_curve = args.curve_accelerate, (
+            lambda steps, **kw: make(steps, clf, accelerate=args.curve_accelerate, **kw))
+    cf, curve = validity_curve(make_curve if args.curve_accelerate else make, X_train, X1k, targets, args.steps,
+                               args.eval_every)
     hit, prep = next((c for c in curve if c["validity"] >= 0.9), None), cf.fit_timing_["prepare_s"]
     at = next(c for c in curve if c["step"] >= args.alibi_steps)  # alibi's loop ran these steps: the same phases
     res["xrl"] = {"prepare_s": round(prep, 1), "curve": curve,
