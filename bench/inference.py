@@ -1,91 +1,71 @@
 #!/usr/bin/env python
-"""No-gradient passes of seed 000's networks: eager vs torch's traced oneDNN graph vs xrl's ``InferenceModule``
-(graph rewrites of ``xrl._rewrite`` + the traced graph, or a channels-last copy for decoders), with and without the
-compiled conv + max-pool kernel of ``xrl._kernels``; prints ONE JSON line.
+"""xrl.accel on seed 000's networks: eager vs ``channels_last`` (and ``compile`` with ``--compile``); one JSON line.
 
-Milliseconds per batch of 100 (best of --repeats timed loops, after warm-up), for 1 and 2 torch threads, and the
-largest absolute difference to eager. Weights: the example's cached MNIST classifier / autoencoder when present
-(``xrl.datasets.data_home() / "models"``), else the reference initialisation (speed does not depend on the values).
+Milliseconds per batch of 100 (median of ``--repeats`` timed calls after warm-up) for the classifier, encoder and
+decoder without gradients, and the decoder forward + backward to its input (the actor update's pass), with the
+largest absolute difference to eager. This is the measurement behind CFRL running its frozen encoder and decoder
+through ``accelerate(..., "channels_last")`` by default. Weights: the reference initialisation (speed does not depend
+on the values).
 
-    python bench/inference.py [--repeats 15]
+    python bench/inference.py [--threads 2] [--repeats 20] [--compile]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
-import warnings
 
 import torch
-from torch import nn
 
-from xrl import _kernels
-from xrl._inference import InferenceModule
-from xrl.datasets import data_home
-from xrl.io import load_tensors
+from xrl.accel import accelerate
 from xrl.models import AE, MNISTClassifier, MNISTDecoder, MNISTEncoder, glorot_init_
 
 
-def networks() -> tuple[dict[str, nn.Module], str]:
-    clf, ae = MNISTClassifier(10), glorot_init_(AE(MNISTEncoder(64), MNISTDecoder(64)))
-    models = data_home() / "models"
-    source = "reference initialisation"
-    try:
-        clf.load_state_dict(load_tensors(models / "mnist_classifier_e2_s0.safetensors"))
-        ae.load_state_dict(load_tensors(models / "mnist_ae64_e4_s0.safetensors"))
-        source = f"cached weights in {models}"
-    except (FileNotFoundError, OSError, RuntimeError, ValueError):
-        pass
-    return {"classifier": clf.eval(), "encoder": ae.encoder.eval(), "decoder": ae.decoder.eval()}, source
-
-
-def traced(module: nn.Module, x: torch.Tensor):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.optimize_for_inference(torch.jit.trace(module, x, check_trace=False))
-
-
-def ms_per_call(fn, x: torch.Tensor, repeats: int, calls: int = 20) -> float:
+def timed(f, repeats: int) -> float:
     for _ in range(3):
-        fn(x)
-    best = float("inf")
+        f()
+    walls = []
     for _ in range(repeats):
         t = time.perf_counter()
-        for _ in range(calls):
-            fn(x)
-        best = min(best, (time.perf_counter() - t) / calls)
-    return round(best * 1e3, 2)
+        f()
+        walls.append(time.perf_counter() - t)
+    return round(1000 * sorted(walls)[len(walls) // 2], 2)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile (slow to build; needs a C++ compiler)")
     args = ap.parse_args()
-    nets, source = networks()
-    torch.manual_seed(0)
-    inputs = {"classifier": torch.rand(100, 1, 28, 28), "encoder": torch.rand(100, 1, 28, 28),
-              "decoder": torch.rand(100, 64) * 2 - 1}
-    _kernels.available()  # build the kernels now, so that the status below is final
-    res: dict = {"bench": "xrl inference rewrites", "torch": torch.__version__, "weights": source,
-                 "kernels": _kernels.status, "results": {}}
-    with torch.no_grad():
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            for name, net in nets.items():
-                x = inputs[name]
-                fast, plain = InferenceModule(net), InferenceModule(net, kernels=False)
-                for m in (fast, plain):
-                    m(x), m(x[:49])  # build and check, as at the first calls of an explainer
-                ref = net(x)
-                row = {"eager_ms": ms_per_call(net, x, args.repeats),
-                       "traced_ms": ms_per_call(traced(net, x), x, args.repeats),
-                       "xrl_no_kernels_ms": ms_per_call(plain, x, args.repeats),
-                       "xrl_ms": ms_per_call(fast, x, args.repeats),
-                       "xrl_status": fast.status,
-                       "xrl_max_abs_diff": float((fast(x) - ref).abs().max())}
-                row["xrl_vs_traced"] = round(row["traced_ms"] / row["xrl_ms"], 2)
-                row["kernels_speedup"] = round(row["xrl_no_kernels_ms"] / row["xrl_ms"], 2)
-                res["results"][f"{name}_{threads}_threads"] = row
+    torch.set_num_threads(args.threads)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ae = glorot_init_(AE(MNISTEncoder(64), MNISTDecoder(64)))
+        nets = {"classifier": MNISTClassifier(10).eval(), "encoder": ae.encoder.eval(), "decoder": ae.decoder.eval()}
+    x, z = torch.rand(100, 1, 28, 28), torch.rand(100, 64) * 2 - 1
+    inputs = {"classifier": x, "encoder": x, "decoder": z}
+    res: dict = {"bench": "accel_inference", "torch": torch.__version__, "threads": args.threads, "batch": 100,
+                 "loadavg_start": round(os.getloadavg()[0], 2)}
+    for mode in ["channels_last"] + (["compile"] if args.compile else []):
+        for name, net in nets.items():
+            fast, inp = accelerate(net, mode, name), inputs[name]
+            with torch.no_grad():
+                ref = net(inp)
+                diff = max(float((fast(inp) - ref).abs().max()) for _ in range(3))  # checks, then the fast path
+                res[f"{name}_eager_ms"] = timed(lambda: net(inp), args.repeats)
+                res[f"{name}_{mode}_ms"] = timed(lambda: fast(inp), args.repeats)
+            res[f"{name}_{mode}_max_abs_diff"] = diff
+        dec, fast = nets["decoder"], accelerate(nets["decoder"], mode, "decoder")
+        zg = z.clone().requires_grad_()
+        for p in dec.parameters():
+            p.requires_grad_(False)
+        for key, f in (("eager", dec), (mode, fast)):
+            res[f"decoder_fwd_bwd_{key}_ms"] = timed(lambda: f(zg).sum().backward(), args.repeats)
+    for name in nets:
+        res[f"{name}_channels_last_speedup"] = round(res[f"{name}_eager_ms"] / res[f"{name}_channels_last_ms"], 2)
+    res["loadavg_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(res))
 
 
