@@ -59,9 +59,6 @@ def main() -> None:
                     help="numpy: a numpy->numpy black box as in alibi's benchmark; module: xrl's torch fast path")
     ap.add_argument("--one-target", action="store_true",
                     help="alibi's critic (one target per transition) instead of all_targets=True")
-    ap.add_argument("--hindsight", type=float, default=0.0, help="only with --one-target")
-    ap.add_argument("--no-pipeline", action="store_true",
-                    help="call a numpy black box in the main thread (pipeline=False), as before 2026-11-24")
     ap.add_argument("--act-noise", type=float, default=0.1, help="seed/alibi default 0.1; 0.3 learned faster here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -74,7 +71,7 @@ def main() -> None:
     cache = Path(args.cache_dir)
     res: dict = {"bench": "xrl CounterfactualRL MNIST", "torch": torch.__version__, "threads": args.threads,
                  "steps": args.steps, "predictor": args.predictor, "all_targets": not args.one_target,
-                 "hindsight": args.hindsight, "act_noise": args.act_noise}
+                 "act_noise": args.act_noise}
 
     (X_train, y_train), (X_test, y_test) = load_mnist(args.mnist_dir)
     if args.mnist_dir is None:  # the anchor reads the raw idx files: point it at our verified cache
@@ -122,16 +119,14 @@ def main() -> None:
 
     explainer = CounterfactualRL(predictor, ae.encoder, ae.decoder, coeff_sparsity=7.5, coeff_consistency=0,
                                  latent_dim=64, train_steps=args.steps, batch_size=100, seed=args.seed,
-                                 all_targets=not args.one_target, hindsight=args.hindsight,
-                                 act_noise=args.act_noise, callbacks=[Evaluate()], progress=False,
-                                 pipeline=False if args.no_pipeline else None)
+                                 all_targets=not args.one_target,
+                                 act_noise=args.act_noise, callbacks=[Evaluate()], progress=False)
     clock["t0"] = time.perf_counter()
     explainer.fit(X_train)
     fit_s = time.perf_counter() - clock["t0"] - clock["eval_s"]
     res["fit_wall_s"] = round(fit_s, 1)
     res["fit_steps_per_s"] = round(args.steps / fit_s, 2)  # whole fit, incl. the one-off preparation
     res["prepare_s"] = round(explainer.fit_timing_["prepare_s"], 1)
-    res["pipelined"] = explainer._pipelined()  # numpy black boxes run in a worker thread (CounterfactualRL pipeline)
     # the loop alone, as alibi's anchor reports it (``steps_per_s_loop``); evaluation time excluded
     res["fit_steps_per_s_loop"] = round(args.steps / (fit_s - explainer.fit_timing_["prepare_s"]), 2)
     res["curve"] = curve

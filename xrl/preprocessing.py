@@ -95,6 +95,9 @@ class TabularPreprocessor:
     def fit(self, X: Any) -> "TabularPreprocessor":
         """Learn feature layout, category codes, means/stds/min/max of numerical features and integer types."""
         is_frame = isinstance(X, pd.DataFrame)
+        if len(X) == 0:
+            raise ValueError(error_message("X", "at least one row to fit on", X if not is_frame else "an empty "
+                                           "DataFrame", "the statistics (mean, std, min, max) need data"))
         if is_frame:
             cols = [str(c) for c in X.columns]
             if self.feature_names is not None and list(self.feature_names) != cols:
@@ -139,8 +142,7 @@ class TabularPreprocessor:
         self.input_dtype_ = None if is_frame else np.asarray(X).dtype
         A = self.to_codes(X)
         num = A[:, self.num_idx_]
-        self.mean_ = num.mean(0) if len(num) else np.zeros(len(self.num_idx_))
-        std = num.std(0) if len(num) else np.ones(len(self.num_idx_))
+        self.mean_, std = num.mean(0), num.std(0)
         self.std_ = np.where(std > 0, std, 1.0)
         self.min_, self.max_ = num.min(0), num.max(0)
         self.is_int_ = np.array([
@@ -394,11 +396,15 @@ class TabularPreprocessor:
         """Model space (array, tensor, or list of decoder heads) -> original format (exact for codes and integers)."""
         check_is_fitted(self, "mean_")
         if isinstance(Z, (list, tuple)):
-            heads = [torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z) for z in Z]
-            return self.from_codes(self.model_to_codes(heads))
-        Zt = Z if isinstance(Z, torch.Tensor) else torch.from_numpy(np.asarray(Z))
-        if Zt.ndim != 2 or Zt.shape[1] != self.model_dim:
-            raise ValueError(error_message("Z", f"a [N, {self.model_dim}] model-space array", Zt))
+            Zt: Any = [torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z) for z in Z]
+        else:
+            Zt = Z if isinstance(Z, torch.Tensor) else torch.from_numpy(np.asarray(Z))
+            if Zt.ndim != 2 or Zt.shape[1] != self.model_dim:
+                raise ValueError(error_message("Z", f"a [N, {self.model_dim}] model-space array", Zt))
+        for z in (Zt if isinstance(Zt, list) else [Zt]):
+            if z.is_floating_point() and not torch.isfinite(z).all():
+                raise ValueError(error_message("Z", "finite model-space values", z, "NaN/inf has no original value; "
+                                               "check the model that produced Z"))
         return self.from_codes(self.model_to_codes(Zt))
 
     # convenience for callers that want alibi-style callables

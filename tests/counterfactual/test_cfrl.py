@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrl import _kernels
 from xrl.counterfactual import (DEFAULT_BASE_PARAMS, Callback, CounterfactualRL, CSVLogger, JSONLLogger,
                                 NormalActionNoise, Postprocessing, ReplayBuffer, get_classification_reward,
                                 get_hard_distribution)
+from xrl.counterfactual import ddpg
+from xrl.counterfactual.losses import all_targets_batch, l1_sparsity
 
 SEED_KEYS = {"act_noise", "act_low", "act_high", "replay_buffer_size", "batch_size", "num_workers", "shuffle",
              "exploration_steps", "update_every", "update_after", "train_steps", "backend", "encoder_preprocessor",
@@ -84,14 +85,16 @@ def test_one_hot_targets_equal_label_targets(fitted, digits):
     np.testing.assert_allclose(a.data["cf"]["X"], b.data["cf"]["X"])
 
 
-def test_numpy_black_box_and_module_fast_path_agree(digits, digits_models):
+def test_module_and_numpy_function_wrapping_it_give_the_same_explainer(digits, digits_models):
     X, _ = digits
-    for pipeline in (True, False):  # numpy black boxes are pipelined by default, modules are not
-        a = make(digits_models, steps=150, seed=3, pipeline=pipeline).fit(X)
-        b = make(digits_models, steps=150, seed=3, predictor=numpy_predictor(digits_models[0]),
-                 pipeline=None if pipeline else False).fit(X)
-        ea, eb = a.explain(X[:50], np.array([4])), b.explain(X[:50], np.array([4]))
-        np.testing.assert_allclose(ea.data["cf"]["X"], eb.data["cf"]["X"], atol=1e-5)
+    a = make(digits_models, steps=150, seed=3).fit(X)
+    b = make(digits_models, steps=150, seed=3, predictor=numpy_predictor(digits_models[0])).fit(X)
+    for name in ("actor", "critic"):
+        for (k, u), (_, v) in zip(a.params[name].state_dict().items(), b.params[name].state_dict().items()):
+            torch.testing.assert_close(u, v, rtol=0, atol=0, msg=f"{name}.{k}")
+    ea, eb = a.explain(X[:50], np.array([4])), b.explain(X[:50], np.array([4]))
+    np.testing.assert_array_equal(ea.data["cf"]["X"], eb.data["cf"]["X"])
+    np.testing.assert_array_equal(ea.data["cf"]["class"], eb.data["cf"]["class"])
 
 
 def test_same_seed_same_explainer_different_seed_differs(digits, digits_models):
@@ -118,7 +121,7 @@ def test_save_load_round_trip_gives_identical_counterfactuals(fitted, digits, di
     X, _ = digits
     fitted.save(tmp_path / "cf")
     files = sorted(p.name for p in (tmp_path / "cf").iterdir())
-    assert files == ["config.json", "training.json", "training.safetensors", "weights.safetensors"]
+    assert files == ["config.json", "manifest.json", "training.json", "training.safetensors", "weights.safetensors"]
     loaded = CounterfactualRL.load(tmp_path / "cf", predictor=digits_models[0], encoder=digits_models[1],
                                    decoder=digits_models[2])
     a = fitted.explain(X[:100], np.array([7])).data["cf"]["X"]
@@ -178,7 +181,7 @@ def test_callbacks_get_seed_sample_keys_and_loggers_write(digits, digits_models,
     cf = make(digits_models, steps=60, seed=0, callbacks=[RewardCallback(), JSONLLogger(tmp_path / "log.jsonl", 10),
                                                         CSVLogger(tmp_path / "log.csv", 10)])
     cf.fit(X)
-    assert seen["keys"] >= {"X", "Y_m", "Y_t", "Z", "Z_cf_tilde", "C", "R_tilde", "Z_cf", "X_cf"}
+    assert seen["keys"] >= {"X", "Y_m", "Y_t", "Z", "Z_cf_tilde", "X_cf_tilde", "C", "R_tilde", "Z_cf", "X_cf"}
     assert seen["losses"] >= {"critic_loss", "actor_loss", "sparsity_loss", "consistency_loss"}
     assert all(0 <= r <= 1 for r in seen["reward"]) and len(seen["labels"]) == 10
     rows = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -379,6 +382,9 @@ def test_load_errors(fitted, digits_models, tmp_path):
     with pytest.raises(ValueError, match="custom encoder network; pass encoder="):
         CounterfactualRL.load(tmp_path / "cf", clf)
     (tmp_path / "cf" / "weights.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="weights.safetensors' differs from the save's manifest.json.*re-save"):
+        CounterfactualRL.load(tmp_path / "cf", clf, encoder=digits_models[1], decoder=digits_models[2])
+    (tmp_path / "cf" / "manifest.json").unlink()  # a directory saved before manifests existed
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         CounterfactualRL.load(tmp_path / "cf", clf, encoder=digits_models[1], decoder=digits_models[2])
     (tmp_path / "cf" / "config.json").write_text("{not json")
@@ -399,42 +405,23 @@ def test_reset_predictor(fitted, digits, digits_models):
         fitted.reset_predictor(orig)
 
 
-def test_optimized_inference_gives_the_eager_counterfactuals(digits, digits_models):
-    X, _ = digits
-    fast = make(digits_models, steps=60, seed=3).fit(X)
-    eager = make(digits_models, steps=60, seed=3, optimize_inference=False).fit(X)
-    assert eager._fast["predictor"].status == "eager (disabled)"
-    assert fast._fast["predictor"].status.startswith("optimized")
-    assert fast._fast["decoder"].status.startswith("optimized")
-    a = fast.explain(X[:50], np.array([3])).data["cf"]["X"]
-    b = eager.explain(X[:50], np.array([3])).data["cf"]["X"]
-    np.testing.assert_allclose(a, b, atol=1e-4)
-    with pytest.raises(TypeError, match="optimize_inference"):
-        make(digits_models, optimize_inference="yes")
-
-
 def test_saturation_penalty_keeps_the_actor_out_of_tanh_tails(digits, digits_models):
     X, _ = digits
+    clf, enc = digits_models[:2]
+    with torch.no_grad():
+        Z, Y_m = enc(torch.from_numpy(X)), torch.nn.functional.one_hot(clf(torch.from_numpy(X)).argmax(1), 10).float()
+    Y_t = torch.nn.functional.one_hot(torch.arange(len(X)) % 10, 10).float()
     pre = {}
     for coeff in (0.0, 1.0):
         cf = make(digits_models, steps=150, seed=4, saturation_penalty=coeff).fit(X)
-        fs = cf._fit_state["data"]
-        Y_t = torch.nn.functional.one_hot(torch.arange(len(X)) % 10, 10).float()
         with torch.no_grad():
-            pre[coeff] = float(cf.params["actor"].preactivation(cf._state(fs["Z"], fs["Y_m"], Y_t, None)).pow(2).mean())
+            pre[coeff] = float(cf.params["actor"].preactivation(cf.task.state(Z, Y_m, Y_t, None)).pow(2).mean())
     assert pre[1.0] < 0.5 * pre[0.0], pre
     with pytest.raises(ValueError, match="saturation_penalty"):
         make(digits_models, saturation_penalty=-1.0)
 
 
-class _OneStepCollection(CounterfactualRL):
-    """Collects one batch per call, as alibi does, to check that chunked collection samples the same."""
-
-    def _chunk_length(self) -> int:
-        return 1
-
-
-def test_update_every_batches_black_box_calls_without_changing_the_samples(digits, digits_models):
+def test_update_every_batches_black_box_calls_without_changing_the_samples(digits, digits_models, monkeypatch):
     X, _ = digits
     calls = {"n": 0, "rows": 0}
     predict = numpy_predictor(digits_models[0])
@@ -450,7 +437,8 @@ def test_update_every_batches_black_box_calls_without_changing_the_samples(digit
     chunked = CounterfactualRL(counting, enc, dec, **kw).fit(X)
     calls_chunked = dict(calls)
     calls.update(n=0, rows=0)
-    one = _OneStepCollection(counting, enc, dec, **kw).fit(X)
+    monkeypatch.setattr(ddpg, "MAX_CHUNK_ROWS", 1)  # one batch per black-box call, as alibi collects
+    one = CounterfactualRL(counting, enc, dec, **kw).fit(X)
     prepare_calls = -(-len(X) // 64)  # the training set's labels, once, in batches
     assert calls["n"] - prepare_calls == 90
     # exploration + the first update come after steps 0..11 (update_after=10 -> first update at step 20): chunks
@@ -462,68 +450,23 @@ def test_update_every_batches_black_box_calls_without_changing_the_samples(digit
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=f"{name}.{k}")
 
 
-def test_pipelined_fit_is_deterministic_resumable_and_replays_earlier_steps_only(digits, digits_models, tmp_path):
-    X, _ = digits
-    predict = numpy_predictor(digits_models[0])
-    seen = {"update_step": [], "stored": []}
-
-    class Spy(CounterfactualRL):  # records, per update, its step and the steps already stored
-        def _update(self, fs, step, update):
-            seen["update_step"].append(step)
-            seen["stored"].append(fs["buffer"].len)  # batches
-            super()._update(fs, step, update)
-
-    kw = dict(steps=60, seed=4, predictor=predict)
-    runs = [make(digits_models, **kw).fit(X) for _ in range(2)]
-    spy = Spy(predict, *digits_models[1:], coeff_sparsity=0.5, coeff_consistency=0.0, latent_dim=8, train_steps=60,
-              progress=False, batch_size=64, actor_hidden_dim=64, critic_hidden_dim=64, seed=4)
-    spy.fit(X)
-    plain = make(digits_models, pipeline=False, **kw).fit(X)
-    assert spy._pipelined() and not plain._pipelined() and not make(digits_models)._pipelined()
-    # update at step t replays the t transitions of steps 0 .. t-1 (not step t's, still being labelled)
-    assert seen["stored"] == seen["update_step"] and seen["update_step"][0] == 11
-    for name in ("actor", "critic"):
-        for (k, a), (_, b), (_, c) in zip(*(r.params[name].state_dict().items() for r in (*runs, spy))):
-            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name}.{k}")
-            torch.testing.assert_close(a, c, rtol=0, atol=0, msg=f"{name}.{k}")
-    differs = any((a - b).abs().max() > 1e-6 for a, b in zip(runs[0].params["actor"].parameters(),
-                                                               plain.params["actor"].parameters()))
-    assert differs  # pipelining changes what an update replays, so the runs are not identical
-    # ... but not the training set's labels, which two threads compute in order
-    assert torch.equal(runs[0]._fit_state["data"]["Y_m"], plain._fit_state["data"]["Y_m"])
-    targets = np.arange(130) % 10
-    overlapped = runs[0].explain(X[:130], targets, batch_size=20)  # 7 batches, the last one short
-    runs[0].pipeline = False
-    in_order = runs[0].explain(X[:130], targets, batch_size=20)
-    for key in ("orig", "cf"):
-        np.testing.assert_array_equal(overlapped.data[key]["class"], in_order.data[key]["class"])
-        np.testing.assert_array_equal(overlapped.data[key]["X"], in_order.data[key]["X"])
-    part = make(digits_models, steps=25, seed=4, predictor=predict).fit(X)
-    part.save(tmp_path / "ckpt")
-    resumed = CounterfactualRL.load(tmp_path / "ckpt", predict, encoder=digits_models[1], decoder=digits_models[2],
-                                    train_steps=60)
-    assert resumed.pipeline is None
-    resumed.fit(X)
-    for (k, a), (_, b) in zip(*(r.params["actor"].state_dict().items() for r in (runs[0], resumed))):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"actor.{k}")
-
-
-def test_pipelined_black_box_errors_reach_the_caller(digits, digits_models):
+def test_black_box_errors_reach_the_caller(digits, digits_models):
     X, _ = digits
     predict = numpy_predictor(digits_models[0])
     calls = {"n": 0}
-    step_15 = -(-len(X) // 64) + 15  # after labelling the training set; updates (and the worker) start at step 11
+    step_15 = -(-len(X) // 64) + 15  # after labelling the training set
 
     def bad_step_15(x):
         calls["n"] += 1
         return predict(x)[:3] if calls["n"] == step_15 else predict(x)
 
+    cf = make(digits_models, steps=30, predictor=bad_step_15)
     with pytest.raises(ValueError, match="predictor: returned 3 row"):
-        make(digits_models, steps=30, predictor=bad_step_15).fit(X)
-    assert calls["n"] == step_15
+        cf.fit(X)
+    assert calls["n"] == step_15 and cf._step == 14  # left at the last completed step
     calls["n"] = 0
 
-    def bad_counterfactuals(x):  # explain: originals first (this thread), then counterfactuals (the worker)
+    def bad_counterfactuals(x):  # explain: originals first, then counterfactuals
         calls["n"] += 1
         return np.full((len(x), 10), np.nan) if calls["n"] == 2 else predict(x)
 
@@ -531,96 +474,9 @@ def test_pipelined_black_box_errors_reach_the_caller(digits, digits_models):
     cf.reset_predictor(bad_counterfactuals)
     with pytest.raises(ValueError, match="NaN"):
         cf.explain(X[:10], np.array([1]))
-    with pytest.raises(TypeError, match="pipeline"):
-        make(digits_models, pipeline="yes")
-
-
-class WrongRowsAfter(torch.nn.Module):
-    """A module black box that returns 3 rows from its ``n``-th call on."""
-
-    def __init__(self, clf: torch.nn.Module, n: int) -> None:
-        super().__init__()
-        self.clf, self.n, self.calls = clf, n, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.clf(x)[:3] if self.calls >= self.n else self.clf(x)
-
-
-@pytest.fixture
-def two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
-def _digits_cnn(X: np.ndarray, y: np.ndarray) -> nn.Module:
-    """conv -> ReLU -> pool twice, then a linear layer: the pattern xrl._kernels fuses (8x8 digits, ~97% train acc.)."""
-    with torch.random.fork_rng(devices=[]):  # the other tests' global RNG state stays as it was
-        torch.manual_seed(0)
-        cnn = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                            nn.Conv2d(16, 8, 2, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                            nn.Linear(8 * 2 * 2, 10))
-    opt = torch.optim.Adam(cnn.parameters(), 1e-2)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    for _ in range(150):
-        opt.zero_grad()
-        F.cross_entropy(cnn(Xt), yt).backward()
-        opt.step()
-    return cnn.eval()
-
-
-def test_explain_with_a_cnn_black_box_is_the_same_in_one_or_two_threads(digits, digits_models, two_torch_threads):
-    X, y = digits
-    cnn = _digits_cnn(X, y)
-    with torch.no_grad():
-        eager = cnn(torch.from_numpy(X[:437])).argmax(1).numpy()
-    assert (eager == y[:437]).mean() > 0.9
-    cf = make((cnn, *digits_models[1:]), steps=100, seed=5).fit(X)
-    fused = "fuse_conv_pool x2" in cf._fast["predictor"].status
-    assert fused == _kernels.available()
-    targets = random_targets(eager, seed=2)
-    par = cf.explain(X[:437], targets, batch_size=50)  # two threads, one torch thread each
-    cf.pipeline = False
-    try:
-        seq = cf.explain(X[:437], targets, batch_size=50)  # one thread, the kernel splits images over two
-    finally:
-        cf.pipeline = None
-    np.testing.assert_array_equal(par.data["cf"]["X"], seq.data["cf"]["X"])
-    np.testing.assert_array_equal(par.data["cf"]["class"], seq.data["cf"]["class"])
-    assert (par.data["orig"]["class"][:, 0] == eager).mean() > 0.99  # the fused classifier's labels are the eager's
-
-
-def test_explain_in_two_threads_equals_one_thread(digits, digits_models, two_torch_threads):
-    X, _ = digits
-    cf = make(digits_models, steps=150, seed=4).fit(X)
-    assert cf._explain_workers(5) == 2 and cf._explain_workers(1) == 1
-    clf = digits_models[0].train()  # the threads must see eval mode, and the caller's mode comes back
-    targets = random_targets(np.arange(437) % 10, seed=1)
-    try:
-        par = cf.explain(X[:437], targets, batch_size=50)  # 9 batches, the last one short
-        assert clf.training
-        cf.pipeline = False
-        seq = cf.explain(X[:437], targets, batch_size=50)
-    finally:
-        cf.pipeline = None
-        clf.eval()
-    for key in ("X", "class"):
-        np.testing.assert_array_equal(par.data["cf"][key], seq.data["cf"][key])
-    np.testing.assert_array_equal(par.data["orig"]["class"], seq.data["orig"]["class"])
-    assert torch.get_num_threads() == 2
-    cf.reset_predictor(numpy_predictor(clf))  # numpy black boxes too
-    for pipeline in (None, False):
-        cf.pipeline = pipeline
-        e = cf.explain(X[:437], targets, batch_size=50)
-        np.testing.assert_allclose(e.data["cf"]["X"], seq.data["cf"]["X"], atol=1e-6)
-    cf.pipeline = None
-    cf.optimize_inference = False  # eager calls: a trace would bake the call counter's branch in
-    cf.reset_predictor(WrongRowsAfter(clf, n=7))
-    with pytest.raises(ValueError, match="predictor: returned 3 row"):
-        cf.explain(X[:437], targets, batch_size=50)
-    assert torch.get_num_threads() == 2
+    for removed in ("pipeline", "optimize_inference", "hindsight"):
+        with pytest.raises(ValueError, match=f"{removed}: this option was removed"):
+            make(digits_models, **{removed: True})
 
 
 def test_lr_decay_is_linear_saved_and_validated(digits, digits_models, tmp_path):
@@ -635,9 +491,9 @@ def test_lr_decay_is_linear_saved_and_validated(digits, digits_models, tmp_path)
     cf.save(tmp_path / "cf")
     loaded = CounterfactualRL.load(tmp_path / "cf", digits_models[0], encoder=digits_models[1],
                                    decoder=digits_models[2], train_steps=120)
-    assert loaded.lr_decay == 0.1
-    loaded.fit(X)  # resumes from the constructor's rates, not the decayed ones saved with the optimizer
-    assert loaded.params["optimizer_actor"].param_groups[0]["lr"] == pytest.approx(2e-3 * (1 - 0.9 * 119 / 120))
+    assert loaded.config.lr_decay == 0.1
+    loaded.fit(X)  # the saved schedule (100 steps long) goes on: past its end the rates stay at the final value
+    assert loaded.params["optimizer_actor"].param_groups[0]["lr"] == pytest.approx(2e-3 * 0.1)
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="lr_decay"):
             make(digits_models, lr_decay=bad)
@@ -649,12 +505,12 @@ def test_sparsity_gate_is_a_per_sample_weight_saved_and_validated(digits, digits
     a, b = torch.rand(6, 64), torch.rand(6, 64)
     w = torch.tensor([0.0, 1.0, 1.0, 0.5, 0.0, 2.0])
     expected = ((a - b).abs().mean(1) * w).mean()
-    torch.testing.assert_close(cf._sparsity_loss(a, b, w)["sparsity_loss"], expected)
-    torch.testing.assert_close(cf._sparsity_loss(a, b)["sparsity_loss"], (a - b).abs().mean())
+    torch.testing.assert_close(l1_sparsity(a, b, w)["sparsity_loss"], expected)
+    torch.testing.assert_close(l1_sparsity(a, b)["sparsity_loss"], (a - b).abs().mean())
     cf.save(tmp_path / "cf")
     loaded = CounterfactualRL.load(tmp_path / "cf", digits_models[0], encoder=digits_models[1],
                                    decoder=digits_models[2])
-    assert loaded.sparsity_gate == 0.5
+    assert loaded.config.sparsity_gate == 0.5
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="sparsity_gate"):
             make(digits_models, sparsity_gate=bad)
@@ -663,25 +519,24 @@ def test_sparsity_gate_is_a_per_sample_weight_saved_and_validated(digits, digits
 def test_all_targets_critic_batch_has_exact_rewards_for_every_class(digits, digits_models):
     X, _ = digits
     cf = make(digits_models, steps=40, seed=2).fit(X)
-    assert cf.all_targets
-    b = cf._fit_state["buffer"].sample(cf._fit_state["gen"])
-    reached, d = b.pop("reached"), cf._fit_state["data"]
-    Z, Y_m = d["Z"][b["idx"]], d["Y_m"][b["idx"]]
-    critic_in, R = cf._all_targets_batch(Z, Y_m, None, b["Z_cf_tilde"], reached, cf._fit_state["gen"])
-    B = len(reached)
+    assert cf.config.all_targets
+    state = cf._training
+    b = state.buffer.sample(state.generator)
+    reached, B = b["reached"], len(b["reached"])
+    s = torch.cat([torch.zeros(B, 8 + 10), b["Y_t"]], 1)  # [Z, Y_m, Y_t]: only the target columns matter here
+    critic_in, R = all_targets_batch(s, slice(18, 28), b["Z_cf_tilde"], reached, 10, state.generator)
     assert critic_in.shape == (10 * B, 8 + 2 * 10 + 8) and R.shape == (10 * B,)
     R = R.reshape(10, B)  # target-major
     torch.testing.assert_close(R, torch.nn.functional.one_hot(reached, 10).T.float())
+    torch.testing.assert_close(critic_in[:, 18:28].reshape(10, B, 10).argmax(-1), torch.arange(10)[:, None].expand(10, B))
     # the stored reward is the all-targets reward at the stored target (the black box was asked once)
-    stored_t = b["Y_t"].argmax(1)
-    torch.testing.assert_close(R[stored_t, torch.arange(B)], b["R_tilde"])
-    # with more classes than _ALL_TARGETS_MAX: 32 random targets per transition, rewards still exact
-    many = torch.nn.functional.one_hot(torch.arange(B) % 40, 40).float()
-    cf.y_dim = 40
+    torch.testing.assert_close(R[b["Y_t"].argmax(1), torch.arange(B)], b["R_tilde"])
+    # with more classes than ALL_TARGETS_MAX: 32 random targets per transition, rewards still exact
+    s40 = torch.zeros(B, 8 + 80)
     reached = torch.arange(B) % 40
-    critic_in, R = cf._all_targets_batch(Z, many, None, b["Z_cf_tilde"], reached, cf._fit_state["gen"])
+    critic_in, R = all_targets_batch(s40, slice(48, 88), b["Z_cf_tilde"], reached, 40, state.generator)
     assert critic_in.shape == (32 * B, 8 + 2 * 40 + 8)
-    t = critic_in[:, 8 + 40:8 + 80].argmax(1)
+    t = critic_in[:, 48:88].argmax(1)
     torch.testing.assert_close(R, (t == reached.repeat(32)).float())
 
 
@@ -700,31 +555,12 @@ def test_all_targets_learns_faster_than_one_target_per_transition(digits, digits
 
 
 def test_all_targets_options_are_validated_and_saved(fitted, digits_models, tmp_path):
-    with pytest.raises(ValueError, match="hindsight"):
-        make(digits_models, hindsight=0.5)
     with pytest.raises(TypeError, match="all_targets"):
         make(digits_models, all_targets=1)
-    assert make(digits_models, hindsight=0.5, all_targets=False).hindsight == 0.5
+    assert make(digits_models, preset="alibi").config.all_targets is False
     fitted.save(tmp_path / "cf", training_state=False)
     config = json.loads((tmp_path / "cf" / "config.json").read_text())
-    assert config["all_targets"] is True
-    del config["all_targets"]  # files written before the option existed trained with one target per transition
-    (tmp_path / "cf" / "config.json").write_text(json.dumps(config))
+    assert config["config"]["all_targets"] is True
     loaded = CounterfactualRL.load(tmp_path / "cf", digits_models[0], encoder=digits_models[1],
                                    decoder=digits_models[2])
-    assert loaded.all_targets is False
-
-
-def test_hindsight_relabels_with_the_reached_class(digits, digits_models):
-    X, _ = digits
-    cf = make(digits_models, steps=30, seed=5, hindsight=1.0, all_targets=False).fit(X)
-    fs = cf._fit_state
-    b = fs["buffer"].sample(fs["gen"])
-    reached = b.pop("reached")
-    cf._hindsight(b, reached, fs["gen"])
-    torch.testing.assert_close(b["Y_t"].argmax(1), reached)
-    assert bool((b["R_tilde"] == 1).all())
-    # a custom reward cannot be recomputed: nothing is stored to relabel with
-    custom = make(digits_models, steps=30, seed=5, all_targets=True,
-                  reward_func=lambda y, t: (y.argmax(1) == t.argmax(1)).astype(np.float32)).fit(X)
-    assert "reached" not in custom._fit_state["buffer"].sample(custom._fit_state["gen"])
+    assert loaded.config.all_targets is True

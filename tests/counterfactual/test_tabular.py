@@ -193,15 +193,17 @@ def test_save_load_round_trip(tmp_path):
 def test_sparsity_gate_weights_each_sample_and_is_saved(tmp_path):
     X, cf = make(train_steps=20, sparsity_gate=1.0)
     cf.fit(X)
-    A = torch.as_tensor(cf.preprocessor.transform(X[:8]), dtype=torch.float32)
-    heads = [h.detach() + 0.3 for h in cf.params["decoder"](cf._encode(A))]  # a decoded "counterfactual" that moved
+    rows = cf.space.rows(cf.preprocessor.to_codes(X[:8]))
+    with torch.no_grad():
+        heads = [h + 0.3 for h in cf.params["decoder"](cf.params["encoder"](rows.model))]  # a "counterfactual" that moved
     ones, half = torch.ones(8), torch.full((8,), 0.5)
-    plain = cf._sparsity_loss(heads, A)
-    for k, v in cf._sparsity_loss(heads, A, ones).items():
+    plain = cf.space.sparsity(heads, rows, None)
+    assert set(plain) == {"sparsity_num_loss", "sparsity_cat_loss"}
+    for k, v in cf.space.sparsity(heads, rows, ones).items():
         torch.testing.assert_close(v, plain[k])
-        torch.testing.assert_close(cf._sparsity_loss(heads, A, half)[k], 0.5 * plain[k])
+        torch.testing.assert_close(cf.space.sparsity(heads, rows, half)[k], 0.5 * plain[k])
     cf.save(tmp_path / "cf")
-    assert CounterfactualRLTabular.load(tmp_path / "cf", Black()).sparsity_gate == 1.0
+    assert CounterfactualRLTabular.load(tmp_path / "cf", Black()).config.sparsity_gate == 1.0
     for bad in (-0.5, 2.0):
         with pytest.raises(ValueError, match="sparsity_gate"):
             make(sparsity_gate=bad)
@@ -260,10 +262,9 @@ def test_errors():
         cf.explain(Xe, np.array([1]), C=np.zeros((8, 3)))
     with pytest.raises(ValueError, match="class labels"):
         cf.explain(Xe, np.array([2]))
-    with pytest.raises(ValueError, match=r"trained with conditioning.*C=\{\}"):
-        cf.explain(Xe, np.array([1]))
-    with pytest.raises(ValueError, match=r"trained with conditioning.*C=\{\}"):
-        cf.explain(Xe[:1], np.array([1]), diversity=True)
+    # alibi: without C a conditional explainer keeps the immutable features and ranges only, as with C={}
+    np.testing.assert_array_equal(cf.explain(Xe, np.array([1])).data["cf"]["X"],
+                                  cf.explain(Xe, np.array([1]), C={}).data["cf"]["X"])
     _, nc = make(conditional=False, train_steps=5)
     with pytest.raises(RuntimeError, match="not fitted"):
         nc.explain(Xe, np.array([1]))

@@ -18,58 +18,49 @@ from .._validation import check_scalar
 from .cfrl import Callback
 
 
-def _row(step: int, update: int, sample: dict[str, np.ndarray], losses: dict[str, float]) -> dict[str, Any]:
-    row: dict[str, Any] = {"step": step, "update": update}
-    row.update({k: float(v) for k, v in losses.items()})
-    if sample.get("R_tilde") is not None:
-        row["reward"] = float(np.mean(sample["R_tilde"]))
-    return row
-
-
 class _EveryN(Callback):
-    def __init__(self, every: int = 100) -> None:
+    def __init__(self, every: int = 100, path: str | os.PathLike | None = None) -> None:
         check_scalar("every", every, int, low=1)
-        self.every = every
+        self.every, self.path = every, None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def _due(self, step: int, update: int) -> bool:
-        return update == 0 and step % self.every == 0
+    def __call__(self, step: int, update: int, model: Any, sample: dict, losses: dict[str, float]) -> None:
+        if update == 0 and step % self.every == 0:
+            row = {"step": step, "update": update, **{k: float(v) for k, v in losses.items()}}
+            if sample.get("R_tilde") is not None:
+                row["reward"] = float(np.mean(sample["R_tilde"]))
+            self.log(row, sample)
+
+    def log(self, row: dict[str, Any], sample: dict) -> None:
+        raise NotImplementedError
 
 
 class JSONLLogger(_EveryN):
     """Append one JSON object per logged step to ``path`` (``step, update, reward, critic_loss, actor_loss, ...``)."""
 
     def __init__(self, path: str | os.PathLike, every: int = 100) -> None:
-        super().__init__(every)
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(every, path)
 
-    def __call__(self, step, update, model, sample, losses) -> None:
-        if self._due(step, update):
-            with open(self.path, "a") as f:
-                f.write(json.dumps(_row(step, update, sample, losses)) + "\n")
+    def log(self, row: dict[str, Any], sample: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 class CSVLogger(_EveryN):
     """Write a CSV of the logged steps (header from the first row)."""
 
     def __init__(self, path: str | os.PathLike, every: int = 100) -> None:
-        super().__init__(every)
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(every, path)
         self._fields: list[str] | None = None
 
-    def __call__(self, step, update, model, sample, losses) -> None:
-        if not self._due(step, update):
-            return
-        row = _row(step, update, sample, losses)
-        new = self._fields is None
-        if new:
-            self._fields = list(row)
+    def log(self, row: dict[str, Any], sample: dict) -> None:
+        new, self._fields = self._fields is None, self._fields or list(row)
         with open(self.path, "w" if new else "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
             if new:
-                w.writeheader()
-            w.writerow(row)
+                writer.writeheader()
+            writer.writerow(row)
 
 
 class TensorBoardLogger(_EveryN):
@@ -86,19 +77,15 @@ class TensorBoardLogger(_EveryN):
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.log_images, self.num_images = log_images, num_images
 
-    def __call__(self, step, update, model, sample, losses) -> None:
-        if not self._due(step, update):
-            return
-        row = _row(step, update, sample, losses)
-        if "reward" in row:
-            self.writer.add_scalar("charts/reward", row["reward"], step)
-        for k, v in losses.items():
-            self.writer.add_scalar(f"losses/{k}", float(v), step)
-        if self.log_images and sample.get("X_cf") is not None and np.ndim(sample["X"]) == 4:
+    def log(self, row: dict[str, Any], sample: dict) -> None:
+        for k, v in row.items():
+            if k not in ("step", "update"):
+                self.writer.add_scalar("charts/reward" if k == "reward" else f"losses/{k}", v, row["step"])
+        if self.log_images and np.ndim(sample["X"]) == 4:
             k = self.num_images
             X, X_cf = sample["X"][:k], sample["X_cf"][:k]          # [k, C, H, W]
             strip = np.concatenate([np.concatenate(list(a), axis=-1) for a in (X, X_cf, np.abs(X - X_cf))], axis=-2)
-            self.writer.add_image("samples", np.clip(strip, 0, 1), step, dataformats="CHW")
+            self.writer.add_image("samples", np.clip(strip, 0, 1), row["step"], dataformats="CHW")
         self.writer.flush()
 
     def close(self) -> None:

@@ -1,15 +1,10 @@
 """Feature constraints for tabular CFRL: immutable features, ranges, conditioning vectors, constraint-safe decoding.
 
-The conditioning vector ``C`` of one row (alibi's layout) holds, for each numerical feature in column order, the pair
-``[c_low, c_high]`` with ``range_low <= c_low <= 0 <= c_high <= range_high``: the counterfactual value must lie in
-``[a + c_low * R, a + c_high * R]`` where ``a`` is the original value and ``R = max - min`` of the feature over the
-training data; then, for each categorical feature in column order, a 0/1 mask over its ``K`` categories that always
-contains the original category. Immutable features have ``c_low = c_high = 0`` and a one-hot mask.
-
-:meth:`TabularConstraints.project` turns the decoder's heads into a counterfactual that satisfies ``C`` *exactly* in
-the original units (numbers are clipped after de-standardisation; integer features are rounded and then kept inside
-``[ceil(low), floor(high)]``; categoricals are the most likely category inside the mask), so post-processing can
-never break a constraint, whatever the decoder outputs.
+A row's conditioning vector ``C`` (alibi's layout) holds, per numerical feature in column order, ``[c_low, c_high]``
+with ``range_low <= c_low <= 0 <= c_high <= range_high``: the counterfactual value lies in ``[a + c_low * R, a + c_high
+* R]`` (``a`` the original value, ``R = max - min`` over the training data); then, per categorical feature, a 0/1 mask
+over its categories that always contains the original one. Immutable features: ``c_low = c_high = 0``, one-hot mask.
+:meth:`TabularConstraints.project` decodes so that ``C`` holds *exactly* in original units, whatever the decoder says.
 """
 from __future__ import annotations
 
@@ -17,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .._validation import error_message, suggest
 from ..preprocessing import TabularPreprocessor
@@ -29,92 +25,81 @@ _EPS = 1e-6  # relative slack (in units of R) for float32 conditioning vectors a
 class TabularConstraints:
     """Validated immutable features and ranges of a fitted :class:`~xrl.preprocessing.TabularPreprocessor`.
 
-    Parameters
-    ----------
-    preprocessor : TabularPreprocessor
-        Fitted; gives feature names, categories, numerical statistics.
-    immutable_features : list of str, optional
-        Features that must never change.
-    ranges : dict, optional
-        ``{numerical feature: [low, high]}`` with ``-1 <= low <= 0 <= high <= 1``, as fractions of the feature's
-        training range ``max - min`` (alibi's convention): ``{"Age": [0, 1]}`` means "Age may only increase".
+    ``immutable_features``: features that never change; ``ranges``: ``{numerical feature: [low, high]}`` with ``-1 <=
+    low <= 0 <= high <= 1``, fractions of the feature's training range ``max - min`` (alibi's convention): ``{"Age":
+    [0, 1]}`` means "Age may only increase".
     """
 
     def __init__(self, preprocessor: TabularPreprocessor, immutable_features: Sequence[str] | None = None,
                  ranges: Mapping[str, Sequence[float]] | None = None) -> None:
-        pre = preprocessor
-        self.pre = pre
+        pre = self.pre = preprocessor
         names = pre.feature_names_
-        immutable = list(immutable_features or [])
         if isinstance(immutable_features, str):
             raise TypeError(error_message("immutable_features", "a list of feature names", immutable_features,
                                           f"use [{immutable_features!r}]"))
+        immutable = list(immutable_features or [])
         for f in immutable:
             if f not in names:
                 raise ValueError(error_message("immutable_features", "feature names", f,
                                                suggest(f, names) or f"features are {names}"))
-        ranges = dict(ranges or {})
         num_names = [names[j] for j in pre.num_idx_]
-        self.range_low = np.full(len(num_names), -1.0)
-        self.range_high = np.full(len(num_names), 1.0)
-        for f, rng in ranges.items():
-            if f not in names:
-                raise ValueError(error_message("ranges", "numerical feature names as keys", f,
-                                               suggest(f, names) or f"numerical features are {num_names}"))
-            if f not in num_names:
-                raise ValueError(error_message("ranges", "numerical features only", f,
-                                               "restrict a categorical feature with a condition at explain time, "
-                                               "or make it immutable"))
-            if f in immutable:
-                raise ValueError(error_message(f"ranges[{f!r}]", "no range for an immutable feature", list(rng),
-                                               "an immutable feature cannot change at all: drop one of the two"))
-            try:
-                low, high = (float(v) for v in rng)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(error_message(f"ranges[{f!r}]", "a pair [low, high] of numbers", rng)) from exc
-            if not (np.isfinite(low) and np.isfinite(high)):
-                raise ValueError(error_message(f"ranges[{f!r}]", "finite numbers", [low, high]))
-            if low > 0 or high < 0:
-                raise ValueError(error_message(f"ranges[{f!r}]", "low <= 0 <= high (bounds on the change, relative "
-                                               "to the original value)", [low, high],
-                                               "e.g. [0, 1] lets the feature only increase, [-1, 0] only decrease"))
-            if low < -1 or high > 1:
-                i = num_names.index(f)
-                R = pre.range_[i]
-                raise ValueError(error_message(
-                    f"ranges[{f!r}]", "fractions of the feature's training range in [-1, 1]", [low, high],
-                    f"ranges are not in the feature's units: a change of {high:g} is [0, {high / R:.3g}] here "
-                    f"(range {R:g}); give changes in original units at explain time, e.g. "
-                    f"C={{{f!r}: [{low:g}, {high:g}]}}"))
-            i = num_names.index(f)
-            self.range_low[i], self.range_high[i] = low, high
+        self.range_low, self.range_high = np.full(len(num_names), -1.0), np.full(len(num_names), 1.0)
+        for f, rng in dict(ranges or {}).items():
+            i = self._range_index(f, rng, num_names, immutable)
+            self.range_low[i], self.range_high[i] = (float(v) for v in rng)
         self.immutable_features = immutable
-        self.ranges = {f: [float(v) for v in r] for f, r in ranges.items()}
+        self.ranges = {f: [float(v) for v in r] for f, r in dict(ranges or {}).items()}
         self.num_immutable = np.array([names[j] in immutable for j in pre.num_idx_], bool)
-        self.range_low[self.num_immutable] = 0.0
-        self.range_high[self.num_immutable] = 0.0
+        self.range_low[self.num_immutable] = self.range_high[self.num_immutable] = 0.0
         self.cat_immutable = np.array([names[j] in immutable for j in pre.cat_idx_], bool)
         self.n_num = len(pre.num_idx_)
         self.cond_dim = 2 * self.n_num + sum(pre.cat_sizes_)
         self._cache: dict[Any, dict[str, torch.Tensor]] = {}
 
-    # ------------------------------------------------------------------------------------------------ tensors
+    def _range_index(self, f: str, rng: Any, num_names: list[str], immutable: list[str]) -> int:
+        names = self.pre.feature_names_
+        if f not in names:
+            raise ValueError(error_message("ranges", "numerical feature names as keys", f,
+                                           suggest(f, names) or f"numerical features are {num_names}"))
+        if f not in num_names:
+            raise ValueError(error_message("ranges", "numerical features only", f, "restrict a categorical feature "
+                                           "with a condition at explain time, or make it immutable"))
+        if f in immutable:
+            raise ValueError(error_message(f"ranges[{f!r}]", "no range for an immutable feature", list(rng),
+                                           "an immutable feature cannot change at all: drop one of the two"))
+        try:
+            low, high = (float(v) for v in rng)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(error_message(f"ranges[{f!r}]", "a pair [low, high] of numbers", rng)) from exc
+        if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
+            raise ValueError(error_message(f"ranges[{f!r}]", "finite low <= 0 <= high (bounds on the change, "
+                                           "relative to the original value)", [low, high],
+                                           "e.g. [0, 1] lets the feature only increase, [-1, 0] only decrease"))
+        i = num_names.index(f)
+        if low < -1 or high > 1:
+            R = self.pre.range_[i]
+            raise ValueError(error_message(
+                f"ranges[{f!r}]", "fractions of the feature's training range in [-1, 1]", [low, high],
+                f"ranges are not in the feature's units: a change of {high:g} is [0, {high / R:.3g}] here (range "
+                f"{R:g}); give changes in original units at explain time, e.g. C={{{f!r}: [{low:g}, {high:g}]}}"))
+        return i
+
     def _t(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The statistics as tensors on ``device`` (cached)."""
         if device not in self._cache:
-            pre = self.pre
-            f64 = dict(dtype=torch.float64, device=device)
+            pre, f64 = self.pre, dict(dtype=torch.float64, device=device)
+            cols = np.concatenate([[imm] * k for k, imm in zip(pre.cat_sizes_, self.cat_immutable)] or [[]])
             self._cache[device] = {
                 "low": torch.tensor(self.range_low, **f64), "high": torch.tensor(self.range_high, **f64),
                 "R": torch.tensor(pre.range_, **f64), "min": torch.tensor(pre.min_, **f64),
                 "max": torch.tensor(pre.max_, **f64), "mean": torch.tensor(pre.mean_, **f64),
                 "std": torch.tensor(pre.std_, **f64), "is_int": torch.tensor(pre.is_int_, device=device),
                 "num_idx": torch.tensor(pre.num_idx_, dtype=torch.long, device=device),
-                "cat_imm": torch.tensor(self.cat_immutable, device=device)}
+                "imm_cols": torch.tensor(cols, dtype=torch.bool, device=device)}
         return self._cache[device]
 
     def _onehots(self, A: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.nn.functional.one_hot(A[:, j].long(), k)
-                for j, k in zip(self.pre.cat_idx_, self.pre.cat_sizes_)]  # [B, K_j] each
+        return [F.one_hot(A[:, j].long(), k) for j, k in zip(self.pre.cat_idx_, self.pre.cat_sizes_)]  # [B, K_j]
 
     # ------------------------------------------------------------------------------------------------ conditions
     def default_condition(self, A: torch.Tensor) -> torch.Tensor:
@@ -122,11 +107,8 @@ class TabularConstraints:
 
         ``A``: float64 codes ``[B, F]``; returns float64 ``[B, cond_dim]`` (cast to float32 for the actor only, so
         bounds given in original units are enforced to double precision)."""
-        t = self._t(A.device)
-        B = A.shape[0]
-        parts = []
-        if self.n_num:
-            parts.append(torch.stack([t["low"], t["high"]], 1).reshape(1, -1).expand(B, -1))  # [B, 2 n_num]
+        t, B = self._t(A.device), A.shape[0]
+        parts = [torch.stack([t["low"], t["high"]], 1).reshape(1, -1).expand(B, -1)] if self.n_num else []
         for oh, imm in zip(self._onehots(A), self.cat_immutable):
             parts.append(oh.double() if imm else torch.ones_like(oh, dtype=torch.float64))
         return torch.cat(parts, 1)
@@ -134,31 +116,20 @@ class TabularConstraints:
     def random_condition(self, A: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Training-time random conditions (alibi's scheme): ``c_low = b1 * range_low``, ``c_high = b2 * range_high``
         with ``b ~ Beta(2, 2)``; masks keep the original category and each other one with probability 1/2."""
-        t = self._t(A.device)
-        B = A.shape[0]
-        parts = []
-        if self.n_num:
-            # Beta(2, 2) is the median of three U(0, 1): sampled with our own generator, no global RNG
+        t, B, parts = self._t(A.device), A.shape[0], []
+        if self.n_num:  # Beta(2, 2) is the median of three U(0, 1): sampled with our own generator
             u = torch.rand(B, self.n_num, 2, 3, generator=generator, device=A.device, dtype=torch.float64)
             b = u.median(dim=-1).values  # [B, n_num, 2]
             parts.append(torch.stack([b[..., 0] * t["low"], b[..., 1] * t["high"]], 2).reshape(B, -1))
         if self.pre.cat_idx_:
             onehot = self.pre.codes_to_model(A)[:, self.n_num:] > 0  # [B, sum K]
-            keep = torch.rand(onehot.shape, generator=generator, device=A.device) > 0.5
-            keep &= ~self._imm_cols(A.device)  # immutable: only the original category
+            keep = (torch.rand(onehot.shape, generator=generator, device=A.device) > 0.5) & ~t["imm_cols"]
             parts.append((keep | onehot).double())
         return torch.cat(parts, 1).float()
 
-    def _imm_cols(self, device: torch.device) -> torch.Tensor:
-        key = ("imm_cols", device)
-        if key not in self._cache:
-            cols = np.concatenate([np.full(k, imm) for k, imm in zip(self.pre.cat_sizes_, self.cat_immutable)])
-            self._cache[key] = torch.as_tensor(cols, dtype=torch.bool, device=device)
-        return self._cache[key]
-
     def condition_from_dicts(self, A: torch.Tensor, C: Mapping | Sequence[Mapping], diverse: bool = False,
                              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Explain-time conditions in original units -> ``C`` ``[B, cond_dim]``.
+        """Explain-time conditions in original units -> ``C`` ``[B, cond_dim]`` (float64).
 
         ``C`` is one dict for all rows or a list of ``1`` or ``B`` dicts, e.g.
         ``{"Age": [0, 20], "Workclass": ["State-gov", "Private"]}``: Age may grow by up to 20 (years), Workclass may
@@ -172,95 +143,81 @@ class TabularConstraints:
             raise ValueError(error_message("C", f"one dict or a list of 1 or {B} dicts (one per row of X)",
                                            f"a list of {len(dicts)}"))
         base = self.default_condition(A)
-        if all(len(d) == 0 for d in dicts) and not diverse:
-            return base
-        pre, names = self.pre, self.pre.feature_names_
-        t = self._t(A.device)
-        offsets = np.cumsum([0] + list(pre.cat_sizes_))
         for r, d in enumerate(dicts):
             if not isinstance(d, Mapping):
                 raise TypeError(error_message(f"C[{r}]", "a dict {feature: condition}", type(d).__name__))
             rows = slice(None) if len(dicts) == 1 else slice(r, r + 1)
             for f, cond in d.items():
-                if f not in names:
-                    raise ValueError(error_message(f"C[{r}]", "feature names as keys", f,
-                                                   suggest(f, names) or f"features are {names}"))
-                j = names.index(f)
-                if f in self.immutable_features:
-                    raise ValueError(error_message(f"C[{r}][{f!r}]", "no condition on an immutable feature", cond,
-                                                   "the explainer was built with it immutable: it cannot change"))
-                if j in pre.num_idx_:
-                    i = pre.num_idx_.index(j)
-                    try:
-                        low, high = (float(v) for v in cond)
-                    except (TypeError, ValueError) as exc:
-                        raise TypeError(error_message(f"C[{r}][{f!r}]", "a pair [low, high] of changes in the "
-                                                      "feature's units", cond)) from exc
-                    if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
-                        raise ValueError(error_message(
-                            f"C[{r}][{f!r}]", "low <= 0 <= high (changes relative to the original value, in the "
-                            "feature's units)", cond, f"e.g. [0, 20] lets {f} grow by up to 20"))
-                    R = float(pre.range_[i])
-                    c_low = max(low / R, self.range_low[i])
-                    c_high = min(high / R, self.range_high[i])
-                    base[rows, 2 * i] = c_low
-                    base[rows, 2 * i + 1] = c_high
-                else:
-                    c = pre.cat_idx_.index(j)
-                    cats = pre.category_map_[j]
-                    if isinstance(cond, (str, bytes)) or not isinstance(cond, (Sequence, np.ndarray)):
-                        raise TypeError(error_message(f"C[{r}][{f!r}]", "a list of allowed categories", cond,
-                                                      f"use [{cond!r}]"))
-                    idx = []
-                    for v in cond:
-                        sv = str(v)
-                        if sv in cats:
-                            idx.append(cats.index(sv))
-                        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < len(cats):
-                            idx.append(int(v))
-                        else:
-                            raise ValueError(error_message(f"C[{r}][{f!r}]", f"categories of {f} ({cats})", v,
-                                                           suggest(sv, cats) or None))
-                    lo_col = 2 * self.n_num + offsets[c]
-                    mask = torch.zeros(pre.cat_sizes_[c], dtype=torch.float64, device=A.device)
-                    mask[idx] = 1.0
-                    orig = torch.nn.functional.one_hot(A[rows, j].long(), len(cats)).double()
-                    base[rows, lo_col:lo_col + len(cats)] = torch.clamp(mask + orig, max=1.0)
+                self._apply(base, A, rows, f"C[{r}]", f, cond)
         if diverse:
-            g = generator
+            offsets = np.cumsum([0] + list(self.pre.cat_sizes_))
             if self.n_num:
-                s = torch.rand(B, 2 * self.n_num, generator=g, device=A.device, dtype=torch.float64)
-                base[:, :2 * self.n_num] *= s
-            for c, (j, k) in enumerate(zip(pre.cat_idx_, pre.cat_sizes_)):
-                lo_col = 2 * self.n_num + offsets[c]
-                keep = (torch.rand(B, k, generator=g, device=A.device) > 0.5).double()
-                orig = torch.nn.functional.one_hot(A[:, j].long(), k).double()
-                base[:, lo_col:lo_col + k] = torch.clamp(base[:, lo_col:lo_col + k] * keep + orig, max=1.0)
-        del t
-        return base  # float64
+                base[:, :2 * self.n_num] *= torch.rand(B, 2 * self.n_num, generator=generator, device=A.device,
+                                                       dtype=torch.float64)
+            for c, (j, k) in enumerate(zip(self.pre.cat_idx_, self.pre.cat_sizes_)):
+                cols = slice(2 * self.n_num + offsets[c], 2 * self.n_num + offsets[c] + k)
+                keep = (torch.rand(B, k, generator=generator, device=A.device) > 0.5).double()
+                base[:, cols] = torch.clamp(base[:, cols] * keep + F.one_hot(A[:, j].long(), k).double(), max=1.0)
+        return base
+
+    def _apply(self, base: torch.Tensor, A: torch.Tensor, rows: slice, name: str, f: str, cond: Any) -> None:
+        """Write one feature's condition (original units) into ``base`` for ``rows``."""
+        pre, names = self.pre, self.pre.feature_names_
+        if f not in names:
+            raise ValueError(error_message(name, "feature names as keys", f, suggest(f, names) or f"features are {names}"))
+        if f in self.immutable_features:
+            raise ValueError(error_message(f"{name}[{f!r}]", "no condition on an immutable feature", cond,
+                                           "the explainer was built with it immutable: it cannot change"))
+        j = names.index(f)
+        if j in pre.num_idx_:
+            i = pre.num_idx_.index(j)
+            try:
+                low, high = (float(v) for v in cond)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(error_message(f"{name}[{f!r}]", "a pair [low, high] of changes in the feature's "
+                                              "units", cond)) from exc
+            if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
+                raise ValueError(error_message(f"{name}[{f!r}]", "low <= 0 <= high (changes relative to the original "
+                                               "value, in the feature's units)", cond,
+                                               f"e.g. [0, 20] lets {f} grow by up to 20"))
+            R = float(pre.range_[i])
+            base[rows, 2 * i] = max(low / R, self.range_low[i])
+            base[rows, 2 * i + 1] = min(high / R, self.range_high[i])
+            return
+        c, cats = pre.cat_idx_.index(j), pre.category_map_[j]
+        if isinstance(cond, (str, bytes)) or not isinstance(cond, (Sequence, np.ndarray)):
+            raise TypeError(error_message(f"{name}[{f!r}]", "a list of allowed categories", cond, f"use [{cond!r}]"))
+        mask = torch.zeros(len(cats), dtype=torch.float64, device=A.device)
+        for v in cond:
+            if str(v) in cats:
+                mask[cats.index(str(v))] = 1.0
+            elif isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < len(cats):
+                mask[int(v)] = 1.0
+            else:
+                raise ValueError(error_message(f"{name}[{f!r}]", f"categories of {f} ({cats})", v,
+                                               suggest(str(v), cats) or None))
+        col = 2 * self.n_num + sum(pre.cat_sizes_[:c])
+        base[rows, col:col + len(cats)] = torch.clamp(mask + F.one_hot(A[rows, j].long(), len(cats)).double(), max=1)
 
     def check_condition(self, C: torch.Tensor, A: torch.Tensor, name: str = "C") -> None:
         """Validate a raw conditioning array against the rows ``A`` (shape, signs, range limits, masks)."""
         if C.ndim != 2 or C.shape != (A.shape[0], self.cond_dim):
-            raise ValueError(error_message(name, f"an array [{A.shape[0]}, {self.cond_dim}] (2 per numerical "
-                                           "feature + one mask entry per category)", C,
+            raise ValueError(error_message(name, f"an array [{A.shape[0]}, {self.cond_dim}] (2 per numerical feature "
+                                           "+ one mask entry per category)", C,
                                            "or pass dicts in original units, e.g. {'Age': [0, 20]}"))
         if not torch.isfinite(C).all():
             raise ValueError(error_message(name, "finite values", C))
         if self.n_num:
-            num = C[:, :2 * self.n_num].double().reshape(-1, self.n_num, 2)
-            t = self._t(C.device)
-            tol = 1e-6
+            num, t, tol = C[:, :2 * self.n_num].double().reshape(-1, self.n_num, 2), self._t(C.device), 1e-6
             if (num[..., 0] > tol).any() or (num[..., 1] < -tol).any():
                 raise ValueError(error_message(name, "c_low <= 0 <= c_high for every numerical feature", C))
             if (num[..., 0] < t["low"] - tol).any() or (num[..., 1] > t["high"] + tol).any():
-                raise ValueError(error_message(name, "numerical bounds inside the explainer's ranges and "
-                                               "immutable features", C))
+                raise ValueError(error_message(name, "numerical bounds inside the explainer's ranges and immutable "
+                                               "features", C))
         masks = C[:, 2 * self.n_num:]
         if not ((masks == 0) | (masks == 1)).all():
             raise ValueError(error_message(name, "0/1 masks for the categorical features", C))
-        for oh, m, imm in zip(self._onehots(A), torch.split(masks, list(self.pre.cat_sizes_), 1),
-                              self.cat_immutable):
+        for oh, m, imm in zip(self._onehots(A), torch.split(masks, list(self.pre.cat_sizes_), 1), self.cat_immutable):
             if ((oh == 1) & (m == 0)).any():
                 raise ValueError(error_message(name, "masks that allow each row's original category", C))
             if imm and (m.sum(1) != 1).any():
@@ -273,25 +230,20 @@ class TabularConstraints:
         Always contains the original value; inside the training ``[min, max]`` unless the original is outside it;
         integer features get integer bounds."""
         t = self._t(A.device)
-        a = A[:, t["num_idx"]]  # [B, n_num]
+        a, R = A[:, t["num_idx"]], t["R"]  # [B, n_num]
         c = C[:, :2 * self.n_num].double().reshape(-1, self.n_num, 2)
-        R = t["R"]
         low = torch.maximum(a + c[..., 0] * R, torch.minimum(t["min"], a))
         high = torch.minimum(a + c[..., 1] * R, torch.maximum(t["max"], a))
-        is_int = t["is_int"]
-        low = torch.where(is_int, torch.ceil(low - _EPS * R), low)
-        high = torch.where(is_int, torch.floor(high + _EPS * R), high)
-        # never exclude the original value (float rounding of c * R)
-        return torch.minimum(low, a), torch.maximum(high, a)
+        low = torch.where(t["is_int"], torch.ceil(low - _EPS * R), low)
+        high = torch.where(t["is_int"], torch.floor(high + _EPS * R), high)
+        return torch.minimum(low, a), torch.maximum(high, a)  # never exclude the original (float rounding of c * R)
 
     def project(self, heads: Sequence[torch.Tensor], A: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
         """Decoder heads -> counterfactual codes ``[B, F]`` (float64) that satisfy ``C`` exactly.
 
         ``heads``: numerical head (standardised) then categorical logits, as the decoder returns them;
         ``A``: float64 codes of the original rows; ``C``: ``[B, cond_dim]``."""
-        pre = self.pre
-        out = A.clone()
-        h = 0
+        pre, out, h = self.pre, A.clone(), 0
         if self.n_num:
             t = self._t(A.device)
             x = heads[0].double() * t["std"] + t["mean"]  # [B, n_num], original units
@@ -302,25 +254,21 @@ class TabularConstraints:
         if pre.cat_idx_:
             logits = pre.pad_categorical(torch.cat([x.detach() for x in heads[h:]], 1), float("-inf"))
             mask = pre.pad_categorical(C[:, 2 * self.n_num:].to(logits.dtype), 0.0)  # [B, n_cat, Kmax]
-            codes = logits.masked_fill(mask == 0, float("-inf")).argmax(-1)  # [B, n_cat]
-            out[:, pre._layout(A.device)["cat_idx"]] = codes.double()
+            out[:, pre._layout(A.device)["cat_idx"]] = logits.masked_fill(mask == 0, float("-inf")).argmax(-1).double()
         return out
 
     def violations(self, A: torch.Tensor, A_cf: torch.Tensor, C: torch.Tensor) -> dict[str, int]:
         """Count rows breaking immutability, numerical bounds or categorical masks (0 for :meth:`project`'s output)."""
-        pre = self.pre
-        out = {"immutable": 0, "range": 0, "mask": 0}
+        pre, out = self.pre, {"immutable": 0, "range": 0, "mask": 0}
         imm = [pre.feature_names_.index(f) for f in self.immutable_features]
         if imm:
             out["immutable"] = int((A_cf[:, imm] != A[:, imm]).any(1).sum())
         if self.n_num:
-            t = self._t(A.device)
             low, high = self.bounds(A, C)
-            x = A_cf[:, t["num_idx"]]
+            x = A_cf[:, self._t(A.device)["num_idx"]]
             out["range"] = int(((x < low) | (x > high)).any(1).sum())
-        masks = torch.split(C[:, 2 * self.n_num:], list(pre.cat_sizes_), 1)
         bad = torch.zeros(A.shape[0], dtype=torch.bool, device=A.device)
-        for j, m in zip(pre.cat_idx_, masks):
+        for j, m in zip(pre.cat_idx_, torch.split(C[:, 2 * self.n_num:], list(pre.cat_sizes_), 1)):
             bad |= m.gather(1, A_cf[:, j].long()[:, None])[:, 0] == 0
         out["mask"] = int(bad.sum())
         return out

@@ -15,8 +15,7 @@ class Explanation:
     """
 
     def __init__(self, meta: dict[str, Any], data: dict[str, Any]) -> None:
-        self.meta = meta
-        self.data = data
+        self.meta, self.data = meta, data
 
     def __getattr__(self, name: str) -> Any:
         data = self.__dict__.get("data", {})
@@ -29,24 +28,17 @@ class Explanation:
 
     def __repr__(self) -> str:
         def describe(v: Any) -> Any:
-            if isinstance(v, np.ndarray):
-                return f"array{tuple(v.shape)}"
-            if isinstance(v, dict):
-                return {k: describe(x) for k, x in v.items()}
-            return v
+            return (f"array{tuple(v.shape)}" if isinstance(v, np.ndarray) else
+                    {k: describe(x) for k, x in v.items()} if isinstance(v, dict) else v)
 
         return f"Explanation(meta={{'name': {self.meta.get('name')!r}}}, data={describe(self.data)})"
 
     def to_json(self) -> str:
         def conv(v: Any) -> Any:
-            if isinstance(v, np.ndarray):
+            if isinstance(v, (np.ndarray, np.integer, np.floating)):
                 return v.tolist()
-            if isinstance(v, (np.integer, np.floating)):
-                return v.item()
             if isinstance(v, dict):
                 return {k: conv(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [conv(x) for x in v]
-            return v
+            return [conv(x) for x in v] if isinstance(v, (list, tuple)) else v
 
         return json.dumps({"meta": conv(self.meta), "data": conv(self.data)})

@@ -1,0 +1,351 @@
+"""CFRL's training: DDPG on one-step episodes (Samoilescu et al. 2021, arXiv:2106.02597, Algorithm 1).
+
+A state is an instance's embedding ``z``, the black box's label ``y_m``, a target ``y_t`` and a condition ``c``; the
+action is a counterfactual embedding; the reward says whether the black box gives the target for its decoding. States
+do not depend on actions, so the training set's embeddings and labels are computed once (:func:`prepare`) and the
+replay buffer stores row indices. :meth:`DDPG.run` is the loop, in algorithm order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import io
+from .._utils import eval_mode
+from .._validation import error_message
+from ..models import Actor
+from .blackbox import BlackBox
+from .buffer import ReplayBuffer
+from .config import CFRLConfig, get_classification_reward
+from .losses import all_targets_batch, consistency_loss
+from .spaces import Rows
+from .task import Task, to_numpy
+
+__all__ = ["DDPG", "Networks", "TrainingData", "TrainingState", "prepare", "fingerprint", "label"]
+
+MAX_CHUNK_ROWS = 10_000
+"""With ``update_every > 1`` the steps up to the next update share one black-box call, up to this many rows."""
+
+
+class _Bar(tqdm):
+    monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
+
+
+class Networks(NamedTuple):
+    """The learned networks and their optimizers; the frozen autoencoder's modules and forward passes (``encode``,
+    ``decode``: through :mod:`xrl.accel`'s channels-last path where it applies)."""
+
+    actor: nn.Module
+    critic: nn.Module
+    optimizer_actor: torch.optim.Optimizer
+    optimizer_critic: torch.optim.Optimizer
+    encoder: nn.Module
+    decoder: nn.Module
+    encode: Callable
+    decode: Callable
+
+
+class TrainingData(NamedTuple):
+    """What never changes during ``fit``: the training rows, their embeddings ``Z`` ``[N, latent]``, the black box's
+    labels ``Y_m`` (one-hot ``[N, K]`` or values ``[N, 1]``) and a fingerprint of the data."""
+
+    rows: Rows
+    Z: torch.Tensor
+    Y_m: torch.Tensor
+    fingerprint: str
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Everything a resumed ``fit`` needs to continue exactly: the RNG, the replay buffer, the epoch's row order, the
+    learning-rate schedule (``base_lrs`` per optimizer, ``lr_steps`` long) and the training data's fingerprint.
+    Optimizer moments live in the optimizers."""
+
+    generator: torch.Generator
+    buffer: ReplayBuffer
+    base_lrs: dict[str, list[float]]
+    lr_steps: int
+    fingerprint: str
+    step: int = 0
+    perm: torch.Tensor | None = None
+    pos: int = 0
+    epoch: int = 0
+
+    def next_batch(self, n: int, batch_size: int, shuffle: bool) -> torch.Tensor:
+        """Row indices of the next batch; a new epoch (reshuffled) when fewer than ``batch_size`` rows are left."""
+        if self.perm is None or self.pos + batch_size > n:
+            gen = self.generator
+            self.perm = torch.randperm(n, device=gen.device, generator=gen) if shuffle else torch.arange(n, device=gen.device)
+            self.pos, self.epoch = 0, self.epoch + 1
+        self.pos += batch_size
+        return self.perm[self.pos - batch_size:self.pos]
+
+
+def fingerprint(A: np.ndarray) -> str:
+    """BLAKE2b of an array's shape, dtype and bytes: resuming on other data is refused."""
+    A = np.ascontiguousarray(A)
+    h = hashlib.blake2b(f"{A.shape}{A.dtype}".encode(), digest_size=16)
+    h.update(memoryview(A).cast("B"))
+    return h.hexdigest()
+
+
+def label(black_box: BlackBox, space: Any, X: Any, n: int, chunk: int) -> torch.Tensor:
+    """The black box's predictions for ``n`` instances ``X`` (space format), ``chunk`` rows per call."""
+    return torch.cat([black_box(space.black_box_input(X, i, min(i + chunk, n))) for i in range(0, n, chunk)])
+
+
+def prepare(space: Any, X: np.ndarray, black_box: BlackBox, encode: Callable, decode: Callable, batch_size: int,
+            latent_dim: int | None) -> tuple[Rows, torch.Tensor, torch.Tensor]:
+    """The training set's rows, embeddings ``Z`` and black-box predictions (raw, ``[N, K]``), computed once."""
+    rows = space.rows(X)
+    Y = label(black_box, space, X, len(X), space.label_rows or batch_size)
+    with torch.no_grad():
+        Z = torch.cat([encode(rows.model[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
+        if Z.ndim != 2 or (latent_dim is not None and Z.shape[1] != latent_dim):
+            size = Z.shape[1] if Z.ndim == 2 else tuple(Z.shape[1:])
+            raise ValueError(error_message("latent_dim", f"the encoder's output size {size}", latent_dim,
+                                           "the encoder must output [N, latent_dim] embeddings"))
+        space.check_decoded(decode(Z[:2]), rows)
+    return rows, Z, Y
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """No weight gradients for ``modules`` inside (inputs still get them); each parameter's flag comes back."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+_Chunk = NamedTuple("_Chunk", [("idx", torch.Tensor), ("Y_t", torch.Tensor), ("C", Any), ("Z_cf_tilde", torch.Tensor),
+                               ("X_cf", Any)])  # n batches acted on, up to the black-box query
+
+
+class _Undo:
+    """What a chunk of steps changes, saved before it runs, so that an exception (Ctrl-C included) in the middle
+    leaves the explainer exactly at the last completed step."""
+
+    def __init__(self, state: TrainingState, nets: Networks | None, steps: int) -> None:
+        buf, B = state.buffer, state.buffer.batch_size
+        self.state, self.nets, self.rng = state, nets, state.generator.get_state()
+        self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, dict(buf.data))
+        slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
+        self.slots = [(slice(s * B, (s + 1) * B), {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()})
+                      for s in slots]
+        self.weights = nets and [({k: v.clone() for k, v in m.state_dict().items()}, io.optimizer_to_tensors(o))
+                                 for m, o in ((nets.actor, nets.optimizer_actor), (nets.critic, nets.optimizer_critic))]
+
+    def restore(self) -> None:
+        state, buf = self.state, self.state.buffer
+        state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, buf.data = self.scalars
+        state.generator.set_state(self.rng)
+        for rows, saved in self.slots:
+            for k, v in saved.items():
+                buf.data[k][rows] = v
+        nets = self.nets
+        for (m, o), (weights, (tensors, meta)) in zip(nets and ((nets.actor, nets.optimizer_actor),
+                                                                (nets.critic, nets.optimizer_critic)) or (),
+                                                       self.weights or ()):
+            m.load_state_dict(weights)
+            io.load_optimizer(o, tensors, meta)
+
+
+class _Sample(dict):
+    """The callbacks' ``sample`` (seed 001's keys): numpy arrays, each computed on first access."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if callable(value) or isinstance(value, torch.Tensor):
+            value = to_numpy(value() if callable(value) else value)
+            super().__setitem__(key, value)
+        return value
+
+    def __iter__(self):  # so that dict(sample) and {**sample} read through __getitem__ too
+        return iter(list(self.keys()))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def values(self):  # type: ignore[override]
+        return [self[k] for k in self]
+
+    def items(self):  # type: ignore[override]
+        return [(k, self[k]) for k in self]
+
+
+class DDPG:
+    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``callback(step, update, sample,
+    losses)`` is called after every update; ``reward_func`` is alibi's element-wise reward."""
+
+    def __init__(self, config: CFRLConfig, space: Any, task: Task, black_box: BlackBox, nets: Networks,
+                 reward_func: Callable, callback: Callable | None, progress: bool) -> None:
+        self.cfg, self.space, self.task, self.black_box, self.nets = config, space, task, black_box, nets
+        self.reward_func, self.callback, self.progress = reward_func, callback, progress
+        # the reward of every target is known from the reached class only for the default classification reward
+        self.all_targets = config.all_targets and not task.regression and reward_func is get_classification_reward
+        self.target_cols = slice(config.latent_dim + task.y_dim, config.latent_dim + 2 * task.y_dim)
+        self.penalise = config.saturation_penalty > 0 and type(nets.actor).forward is Actor.forward
+
+    def run(self, data: TrainingData, state: TrainingState) -> None:
+        """Train from ``state.step`` to ``train_steps``; an exception undoes the unfinished steps (see ``_Undo``)."""
+        cfg, rewards = self.cfg, []
+        bar = _Bar(total=cfg.train_steps, initial=min(state.step, cfg.train_steps), disable=not self.progress,
+                   desc="CFRL fit", dynamic_ncols=True)
+        with bar:
+            while state.step < cfg.train_steps:
+                n = self.chunk_length(state.step)
+                undo = _Undo(state, self.nets if any(map(self.is_update_step, range(state.step, state.step + n)))
+                             else None, n)
+                try:
+                    # 1. act: fresh training rows, random targets (and conditions), noisy counterfactuals
+                    chunk = self.act(data, state, n)
+                    # 2. ask the black box about the noisy counterfactuals: the reward
+                    Y_cf = label(self.black_box, self.space, self.space.predictor_input(chunk.X_cf), n * cfg.batch_size,
+                                 n * cfg.batch_size)
+                    R = self.task.reward(self.reward_func, Y_cf, chunk.Y_t)
+                    # 3. remember the transitions (row indices, not copies of the rows)
+                    self.store(state, chunk, Y_cf, R)
+                    # 4. learn: update_every updates on every update step
+                    for _ in range(n):
+                        for update in range(cfg.update_every if self.is_update_step(state.step) else 0):
+                            self.update(data, state, state.step, update)
+                        state.step += 1
+                except BaseException:
+                    undo.restore()
+                    raise
+                bar.update(n)
+                rewards.append(R.mean())
+                if len(rewards) == 100:
+                    bar.set_postfix(reward=f"{float(torch.stack(rewards).mean()):.3f}", refresh=False)
+                    rewards.clear()
+
+    def is_update_step(self, step: int) -> bool:
+        return step % self.cfg.update_every == 0 and step > self.cfg.update_after
+
+    def chunk_length(self, step: int) -> int:
+        """Steps acted on by the same actor: up to the next update step, at most ``update_every`` (and
+        ``MAX_CHUNK_ROWS`` rows); with ``update_every > 1`` their black-box calls become one."""
+        cfg, n = self.cfg, 1
+        most = min(cfg.update_every, max(1, MAX_CHUNK_ROWS // cfg.batch_size))
+        while n < most and step + n < cfg.train_steps and not self.is_update_step(step + n - 1):
+            n += 1
+        return n
+
+    def act(self, data: TrainingData, state: TrainingState, n: int) -> _Chunk:
+        """``n`` batches for the current actor; random numbers are drawn batch by batch, so chunking changes nothing
+        that is sampled. The first ``exploration_steps`` steps act uniformly at random."""
+        cfg, gen, dev = self.cfg, state.generator, data.Z.device
+        idx, targets, conds, draws, explore = [], [], [], [], []
+        for k in range(n):
+            idx.append(state.next_batch(len(data.Z), cfg.batch_size, cfg.shuffle))
+            targets.append(self.task.sample_targets(cfg.batch_size, gen, dev))
+            conds.append(self.space.condition(data.rows[idx[-1]], gen))
+            explore.append(state.step + k <= cfg.exploration_steps)
+            shape = (cfg.batch_size, data.Z.shape[1])
+            draws.append(cfg.act_low + (cfg.act_high - cfg.act_low) * torch.rand(shape, device=dev, generator=gen)
+                         if explore[-1] else cfg.act_noise * torch.randn(shape, device=dev, generator=gen))
+        idx, Y_t, Z_cf_tilde = torch.cat(idx), torch.cat(targets), torch.cat(draws)
+        C = None if conds[0] is None else torch.cat(conds)
+        with torch.no_grad():
+            if not all(explore):
+                with eval_mode(self.nets.actor):
+                    Z_cf = self.nets.actor(self.task.state(data.Z[idx], data.Y_m[idx], Y_t, C))
+                uniform = torch.tensor(explore, device=dev).repeat_interleave(cfg.batch_size)[:, None]
+                Z_cf_tilde = torch.where(uniform, Z_cf_tilde, (Z_cf + Z_cf_tilde).clamp(cfg.act_low, cfg.act_high))
+            X_cf = self.space.counterfactual(self.nets.decode(Z_cf_tilde), data.rows[idx], C)
+        return _Chunk(idx, Y_t, C, Z_cf_tilde, X_cf)
+
+    def store(self, state: TrainingState, chunk: _Chunk, Y_cf: torch.Tensor, R: torch.Tensor) -> None:
+        reached = Y_cf.argmax(1) if self.all_targets else None
+        for s in range(0, len(chunk.idx), self.cfg.batch_size):
+            sl = slice(s, s + self.cfg.batch_size)
+            state.buffer.append(idx=chunk.idx[sl], Y_t=chunk.Y_t[sl], Z_cf_tilde=chunk.Z_cf_tilde[sl],
+                                C=None if chunk.C is None else chunk.C[sl], R_tilde=R[sl],
+                                reached=None if reached is None else reached[sl])
+
+    def set_learning_rates(self, state: TrainingState, step: int) -> None:
+        """Linear decay from the initial rates to ``lr_decay`` times them at ``state.lr_steps`` (then constant)."""
+        if self.cfg.lr_decay != 1.0:
+            scale = 1.0 - (1.0 - self.cfg.lr_decay) * min(1.0, step / state.lr_steps)
+            for opt, lrs in ((self.nets.optimizer_actor, state.base_lrs["actor"]),
+                             (self.nets.optimizer_critic, state.base_lrs["critic"])):
+                for group, lr in zip(opt.param_groups, lrs):
+                    group["lr"] = lr * scale
+
+    def update(self, data: TrainingData, state: TrainingState, step: int, update: int) -> None:
+        """One DDPG update on a replayed batch: the critic regresses the reward, the actor ascends the critic while
+        staying sparse (and consistent)."""
+        nets = self.nets
+        self.set_learning_rates(state, step)
+        b = state.buffer.sample(state.generator)
+        rows, Z, Y_m, C = data.rows[b["idx"]], data.Z[b["idx"]], data.Y_m[b["idx"]], b.get("C")
+        s = self.task.state(Z, Y_m, b["Y_t"], C)
+        # critic: regress the noisy counterfactual's reward (of every target at once where that is exact)
+        critic_in, R = (all_targets_batch(s, self.target_cols, b["Z_cf_tilde"], b["reached"], self.task.y_dim,
+                                          state.generator) if self.all_targets
+                        else (torch.cat([s, b["Z_cf_tilde"]], 1), b["R_tilde"]))
+        loss_critic = F.mse_loss(nets.critic(critic_in).squeeze(1), R)
+        nets.optimizer_critic.zero_grad(set_to_none=True)
+        loss_critic.backward()
+        nets.optimizer_critic.step()
+        # actor: maximise Q, stay near the input (sparsity) and on the autoencoder's manifold (consistency)
+        with frozen(nets.critic, nets.decoder, nets.encoder):
+            loss, losses, Z_cf, decoded, X_cf = self.actor_loss(rows, s, C)
+            nets.optimizer_actor.zero_grad(set_to_none=True)
+            loss.backward()
+            nets.optimizer_actor.step()
+        if self.callback is not None:
+            losses = {"critic_loss": float(loss_critic.detach()), **{k: float(v) for k, v in losses.items()}}
+            self.callback(step, update, self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf), losses)
+
+    def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple:
+        """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``; also returns
+        the losses (detached), the counterfactual embedding and its decoding (and post-processing, if computed)."""
+        cfg, nets = self.cfg, self.nets
+        pre = nets.actor.preactivation(s) if self.penalise else None
+        Z_cf = torch.tanh(pre) if pre is not None else nets.actor(s)
+        q = nets.critic(torch.cat([s, Z_cf], 1)).squeeze(1)                        # [B]
+        decoded = nets.decode(Z_cf)
+        weight = None if not cfg.sparsity_gate else 1.0 - cfg.sparsity_gate * (1.0 - q.detach().clamp(0.0, 1.0))
+        losses = {"actor_loss": -q.mean(), **self.space.sparsity(decoded, rows, weight)}
+        loss = losses["actor_loss"] + cfg.coeff_sparsity * sum(v for k, v in losses.items() if k != "actor_loss")
+        if pre is not None:
+            loss = loss + cfg.saturation_penalty * pre.pow(2).mean()
+        X_cf, losses["consistency_loss"] = None, torch.zeros((), device=s.device)
+        if cfg.coeff_consistency:
+            with torch.no_grad():
+                X_cf = self.space.counterfactual(_detach(decoded), rows, C)
+                target = nets.encode(self.space.encoder_input(X_cf))
+            losses["consistency_loss"] = consistency_loss(Z_cf, target)
+            loss = loss + cfg.coeff_consistency * losses["consistency_loss"]
+        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), decoded, X_cf
+
+    def sample(self, b: dict, rows: Rows, Z: torch.Tensor, Y_m: torch.Tensor, C: Any, Z_cf: torch.Tensor,
+               decoded: Any, X_cf: Any) -> _Sample:
+        """The callbacks' view of the update's batch (model-space ``X``; counterfactuals decoded on first access)."""
+        def model_space(decode: Callable) -> Any:
+            with torch.no_grad():
+                return self.space.encoder_input(self.space.counterfactual(decode(), rows, C))
+
+        return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C,
+                       X_cf_tilde=lambda: model_space(lambda: self.nets.decode(b["Z_cf_tilde"])), R_tilde=b["R_tilde"],
+                       Z_cf=Z_cf, X_cf=lambda: self.space.encoder_input(X_cf) if X_cf is not None else
+                       model_space(lambda: _detach(decoded)))
+
+
+def _detach(x: Any) -> Any:
+    return [e.detach() for e in x] if isinstance(x, (list, tuple)) else x.detach()
