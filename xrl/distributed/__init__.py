@@ -3,6 +3,9 @@ and any list of independent work items, spread over the workers of a Ray cluster
 
 Every function here equals its serial counterpart for the same inputs and seeds, whatever the number of workers:
 
+- :func:`explain`: ``CounterfactualRL.load(path, predictor).explain(X, Y_t, C)`` (and the tabular explainer's), rows
+  cut into chunks of whole batches, each worker rebuilding the explainer from the saved files and its black box from
+  ``predictor_factory()``; :class:`ExplainBatches` does the same for ``ray.data.Dataset.map_batches``;
 - :func:`collect_trajectories`, :func:`evaluate`: :func:`xrl.agents.collect_trajectories` / :func:`~xrl.agents.evaluate`
   with the environments shared out among workers (one agent copy per worker);
 - :func:`map_items`: ``[function(item) for item in items]`` (used by the RL-vision interface's work items).
@@ -14,6 +17,9 @@ open. A failing worker raises :class:`WorkerError` naming the chunk it held; not
 See docs/distributed.md.
 """
 from ._cluster import RAY_INSTALL_HINT, WorkerError
+from .explain import ExplainBatches, SavedExplainer, explain
+from .items import map_items
 from .rollouts import collect_trajectories, evaluate
 
-__all__ = ["collect_trajectories", "evaluate", "WorkerError", "RAY_INSTALL_HINT"]
+__all__ = ["explain", "ExplainBatches", "SavedExplainer", "collect_trajectories", "evaluate", "map_items",
+           "WorkerError", "RAY_INSTALL_HINT"]
