@@ -177,8 +177,8 @@ def run_chunks(worker_class: type, setup_args: Sequence[Any], chunks: Sequence[C
                unit: str = "chunk", ray: Any) -> list[Any]:
     """Run ``chunks`` on ``num_workers`` actors of ``worker_class`` and return their results in chunk order.
 
-    Each actor is created, then ``setup(*setup_args)`` runs once in it (ObjectRefs in ``setup_args`` arrive as
-    values: ``ray.put`` large shared inputs once); then chunks go to whichever actor is free, one at a time, as
+    Each actor is created, then ``setup(*setup_args)`` runs once in it (the arguments are put in Ray's object store
+    once and shared by all actors); then chunks go to whichever actor is free, one at a time, as
     ``run(*chunk.args)``. The first failure (a setup or a chunk raising, a worker dying) kills every actor and raises
     :class:`WorkerError` naming the chunk; nothing partial is returned. The actors are killed at the end in any case.
     """
@@ -190,7 +190,8 @@ def run_chunks(worker_class: type, setup_args: Sequence[Any], chunks: Sequence[C
     results: list[Any] = [None] * len(chunks)
     bar = tqdm(total=sum(c.size for c in chunks), desc=desc, unit=unit, disable=not progress)
     try:
-        setups = {actor.setup.remote(*setup_args): k for k, actor in enumerate(actors)}
+        shared = [ray.put(arg) for arg in setup_args]  # stored once, read by every worker
+        setups = {actor.setup.remote(*shared): k for k, actor in enumerate(actors)}
         for ref, k in setups.items():
             try:
                 ray.get(ref)

@@ -288,7 +288,7 @@ def explain(path: str | Path, predictor_factory: Callable[[], Callable], X: Any,
     chunks = [Chunk((_rows(X, a, b), _rows(Y_t, a, b) if cut_y else Y_t, _rows(C, a, b) if cut_c else C,
                      batch_size, explain_kwargs), f"rows {a}:{b}", b - a) for a, b in spans]
     with connect(address) as ray:
-        setup = (ray.put(saved), predictor_factory, load_kwargs_factory, seed, device)
+        setup = (saved, predictor_factory, load_kwargs_factory, seed, device)
         parts = run_chunks(_ExplainWorker, setup, chunks, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                            gpus_per_worker=gpus_per_worker, progress=progress, desc="explain", unit="row", ray=ray)
     return parts if diverse else concatenate_explanations(parts)

@@ -46,6 +46,10 @@ def agent_spec(agent: Any, *, allow_random: bool) -> AgentSpec:
         state = {k: v.detach().cpu().contiguous() for k, v in agent.state_dict().items()}
         return AgentSpec("impala", (agent.config(), save(state)))
     if isinstance(agent, torch.nn.Module):
+        if any(t.device.type != "cpu" for t in (*agent.parameters(), *agent.buffers())):
+            import copy
+
+            agent = copy.deepcopy(agent).cpu()  # workers may have no GPU to unpickle CUDA tensors on
         check_serializable("agent", agent)
         return AgentSpec("module", agent)
     if callable(agent):
