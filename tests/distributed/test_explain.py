@@ -25,9 +25,11 @@ pytestmark = pytest.mark.xdist_group("ray")
 
 # ------------------------------------------------------------------------------ images: digits, custom networks
 class Encoder(nn.Module):
+    """Convolutional, so that CFRL runs it through xrl.accel's channels-last path (checked calls, then NHWC)."""
+
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8), nn.Tanh())
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 8), nn.Tanh())
 
     def forward(self, x):
         return self.net(x)
@@ -36,8 +38,8 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.Sigmoid(),
-                                 nn.Unflatten(1, (1, 8, 8)))
+        self.net = nn.Sequential(nn.Linear(8, 512), nn.Unflatten(1, (8, 8, 8)), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1),
+                                 nn.Sigmoid())
 
     def forward(self, z):
         return self.net(z)
@@ -63,14 +65,23 @@ def custom_networks() -> dict:
 
 @pytest.fixture(scope="module")
 def image_save(digits, digits_models, tmp_path_factory):
-    """The shared digits models (tests/conftest.py) copied into this module's classes, which Ray workers can
-    rebuild, and a briefly trained explainer saved with them."""
+    """The shared digits classifier (tests/conftest.py) copied into this module's class, which Ray workers can
+    rebuild, a small convolutional autoencoder, and a briefly trained explainer saved with them."""
     from safetensors.torch import save_file
 
     X, _ = digits
-    clf, enc, dec = classifier(), Encoder(), Decoder()
-    for mine, trained in zip((clf, enc, dec), digits_models):
-        mine.load_state_dict(trained.net.state_dict() if mine is clf else trained.state_dict())
+    clf = classifier()
+    clf.load_state_dict(digits_models[0].net.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        enc, dec = Encoder(), Decoder()
+    Xt, g = torch.from_numpy(X), torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], 1e-2)
+    for _ in range(200):
+        batch = Xt[torch.randint(0, len(Xt), (256,), generator=g)]
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy(dec(enc(batch)), batch).backward()
+        opt.step()
     root = tmp_path_factory.mktemp("image")
     save_file(clf.state_dict(), root / "classifier.safetensors")
     cf = CounterfactualRL(clf.eval(), enc.eval(), dec.eval(), coeff_sparsity=0.5, coeff_consistency=0.0, latent_dim=8,
@@ -108,6 +119,21 @@ def test_image_explain_equals_the_serial_call(ray_cluster, image_save):
                       load_kwargs_factory=custom_networks, progress=False)  # 5 chunks of one batch over 2 workers
     assert_same_explanation(dist, serial)
     assert np.abs(dist.data["cf"]["X"] - X).mean() > 0.01 and dist.data["cf"]["X"].std(0).mean() > 0.01  # not trivial
+
+
+def test_an_explainer_gives_a_batch_the_same_counterfactuals_whatever_it_computed_before(image_save):
+    """The serial property distributed explain relies on (no Ray): xrl.accel's checked calls return the eager
+    answer, so the explainer settles them before its first batch instead of letting them change early batches."""
+    path, predictor_factory, X = image_save
+    explainer = CounterfactualRL.load(path, predictor_factory(), **custom_networks())
+    assert explainer._encode.status == "checking"                      # the convolutions are accelerated
+    targets = np.arange(150) % 10
+    later = explainer.explain(X[:150], targets, batch_size=50).data["cf"]["X"]
+    pieces = [CounterfactualRL.load(path, predictor_factory(), **custom_networks()).explain(
+        X[a:a + 50], targets[a:a + 50], batch_size=50).data["cf"]["X"] for a in (100, 0, 50)]
+    first = explainer.explain(X[:150], targets, batch_size=50).data["cf"]["X"]
+    np.testing.assert_array_equal(first, later)
+    np.testing.assert_array_equal(np.concatenate([pieces[1], pieces[2], pieces[0]]), later)
 
 
 # -------------------------------------------------------------------------------- tabular: mixed rows, numpy box

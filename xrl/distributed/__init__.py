@@ -12,14 +12,15 @@ Every function here equals its serial counterpart for the same inputs and seeds,
 
 Ray is imported, and a cluster joined or started, only when one of these functions is called: ``address=None``
 starts a local Ray instance for the call and shuts it down afterwards; ``address="auto"`` (or ``"host:port"``)
-joins a running cluster and leaves it running; a connection the caller opened with ``ray.init`` is used and left
-open. A failing worker raises :class:`WorkerError` naming the chunk it held; nothing partial is returned.
+joins a running cluster and leaves it running; a connection the caller opened (``ray.init``, or ``with
+cluster(address):`` around several calls, which pays Ray's start-up once) is used and left open. A failing worker raises :class:`WorkerError` naming the chunk it held; nothing partial is returned.
 See docs/distributed.md.
 """
 from ._cluster import RAY_INSTALL_HINT, WorkerError
+from ._cluster import connect as cluster
 from .explain import ExplainBatches, SavedExplainer, explain
 from .items import map_items
 from .rollouts import collect_trajectories, evaluate
 
-__all__ = ["explain", "ExplainBatches", "SavedExplainer", "collect_trajectories", "evaluate", "map_items",
+__all__ = ["explain", "ExplainBatches", "SavedExplainer", "collect_trajectories", "evaluate", "map_items", "cluster",
            "WorkerError", "RAY_INSTALL_HINT"]

@@ -97,7 +97,8 @@ def _probe(address: str, timeout: float) -> None:
 
 @contextmanager
 def connect(address: str | None, *, connect_timeout: float = 10.0) -> Iterator[Any]:
-    """Yield ``ray`` connected to a cluster, and disconnect only what was connected here.
+    """Yield ``ray`` connected to a cluster, and disconnect only what was connected here (public as
+    ``xrl.distributed.cluster``: several calls inside one ``with cluster(address):`` share one start-up).
 
     - This process already connected (``ray.init`` called by the user): that connection is used and left open;
       ``address`` must be None.
@@ -105,6 +106,12 @@ def connect(address: str | None, *, connect_timeout: float = 10.0) -> Iterator[A
       end.
     - ``address`` given (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``): this process connects to that cluster
       and disconnects at the end; the cluster keeps running.
+
+    Examples
+    --------
+    >>> with cluster():                                            # doctest: +SKIP
+    ...     trajectories = collect_trajectories(agent, "breakout", num_workers=2)
+    ...     result = evaluate(agent, "breakout", num_workers=2)
     """
     ray = import_ray()
     if ray.is_initialized():
@@ -174,12 +181,13 @@ def _describe_failure(exc: BaseException) -> tuple[BaseException | None, str, st
 
 def run_chunks(worker_class: type, setup_args: Sequence[Any], chunks: Sequence[Chunk], *, num_workers: int,
                cpus_per_worker: float = 1, gpus_per_worker: float = 0, progress: bool = True, desc: str = "chunks",
-               unit: str = "chunk", ray: Any) -> list[Any]:
+               unit: str = "chunk", queue_depth: int = 1, ray: Any) -> list[Any]:
     """Run ``chunks`` on ``num_workers`` actors of ``worker_class`` and return their results in chunk order.
 
     Each actor is created, then ``setup(*setup_args)`` runs once in it (the arguments are put in Ray's object store
-    once and shared by all actors); then chunks go to whichever actor is free, one at a time, as
-    ``run(*chunk.args)``. The first failure (a setup or a chunk raising, a worker dying) kills every actor and raises
+    once and shared by all actors); then chunks go to whichever actor is free, as ``run(*chunk.args)``, with up to
+    ``queue_depth`` chunks queued per actor (2 for equal chunks: an actor never waits for its next one; 1 for
+    unequal work, so that no chunk waits behind a long one while another actor is free). The first failure (a setup or a chunk raising, a worker dying) kills every actor and raises
     :class:`WorkerError` naming the chunk; nothing partial is returned. The actors are killed at the end in any case.
     """
     from tqdm.auto import tqdm
@@ -201,7 +209,7 @@ def run_chunks(worker_class: type, setup_args: Sequence[Any], chunks: Sequence[C
                                   remote_traceback=tb) from cause
         pending: dict[Any, tuple[int, Any]] = {}
         queue = list(range(len(chunks)))[::-1]
-        idle = list(actors)
+        idle = list(actors) * queue_depth
         while queue or pending:
             while queue and idle:
                 i, actor = queue.pop(), idle.pop()

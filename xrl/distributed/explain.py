@@ -290,7 +290,8 @@ def explain(path: str | Path, predictor_factory: Callable[[], Callable], X: Any,
     with connect(address) as ray:
         setup = (saved, predictor_factory, load_kwargs_factory, seed, device)
         parts = run_chunks(_ExplainWorker, setup, chunks, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                           gpus_per_worker=gpus_per_worker, progress=progress, desc="explain", unit="row", ray=ray)
+                           gpus_per_worker=gpus_per_worker, progress=progress, desc="explain", unit="row",
+                           queue_depth=1 if diverse else 2, ray=ray)
     return parts if diverse else concatenate_explanations(parts)
 
 
