@@ -96,7 +96,7 @@ def _probe(address: str, timeout: float) -> None:
 
 
 @contextmanager
-def connect(address: str | None, *, connect_timeout: float = 10.0) -> Iterator[Any]:
+def connect(address: str | None = None, *, connect_timeout: float = 10.0) -> Iterator[Any]:
     """Yield ``ray`` connected to a cluster, and disconnect only what was connected here (public as
     ``xrl.distributed.cluster``: several calls inside one ``with cluster(address):`` share one start-up).
 

@@ -256,9 +256,12 @@ def explain(path: str | Path, predictor_factory: Callable[[], Callable], X: Any,
 
     Notes
     -----
-    The equality holds when the black box's answer for a row does not depend on the other rows of its call: the
-    serial tabular explainer calls it on up to 10,000 rows at once, a worker on its chunk (floating-point kernels
-    may round a row differently in another batch size, which can only change a class at an exact tie).
+    The equality holds when the black box's answer for a row does not depend on the other rows of its call nor on
+    its earlier calls: the serial tabular explainer calls it on up to 10,000 rows at once, a worker on its chunk
+    (floating-point kernels may round a row differently in another batch size, which can only change a class at an
+    exact tie), and a black box accelerated on request (``accelerate=``) answers its first checked calls eagerly.
+    The explainer's own accelerated encoder and decoder finish their agreement checks before its first batch, so
+    they compute every batch alike in every worker.
 
     Examples
     --------
