@@ -2,7 +2,7 @@
 """Benchmark for xrl.distributed: rows/s of batch counterfactuals and frames/s of rollouts, serial vs 1 and 2 Ray
 workers, with Ray's start-up cost stated separately. Prints ONE JSON line.
 
-    python bench/distributed.py                          # 10,000 MNIST-sized rows, 16 envs x 256 steps
+    python bench/distributed.py                          # 10,000 MNIST-sized rows, 32 envs x 512 steps
     python bench/distributed.py --rows 2000 --steps 64   # quick
 
 Workloads
@@ -97,8 +97,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--envs", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=256)
+    ap.add_argument("--envs", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=512)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
