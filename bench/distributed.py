@@ -19,6 +19,10 @@ Timing
 - per call, ``overhead_s``: the same call on one batch (explain) or one step (rollouts): starting the workers (a
   process each, importing torch and xrl), rebuilding the explainer or agent, one unit of work.
 - ``per_s``: work / whole call time; ``per_s_steady``: work / (call time - overhead_s), the rate once workers run.
+- ``cpu_ms_per_unit`` and ``core_share``: the same work once more, timed inside each worker (``map_items``): CPU
+  milliseconds per row or frame, and the fraction of a core the workers got while working (CPU / wall time). On a
+  machine whose cores are free, W workers reach about W / cpu_ms_per_unit (after the fixed costs); on a shared one,
+  ``core_share`` says how much of a core each actually had.
 The driver runs the serial baseline with ``--threads`` torch threads; each worker gets one CPU (Ray sets its
 ``OMP_NUM_THREADS`` to 1). ``loadavg`` and the busiest other processes at the start are recorded: on a shared
 machine, compare runs only with that in mind.
@@ -26,6 +30,7 @@ machine, compare runs only with that in mind.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -70,6 +75,40 @@ def build_explainer(path: Path, X: np.ndarray) -> None:
     cf = CounterfactualRL(mnist_classifier(), enc, dec, coeff_sparsity=7.5, coeff_consistency=0.0, latent_dim=64,
                           train_steps=5, exploration_steps=2, update_after=2, batch_size=32, progress=False, seed=0)
     cf.fit(X[:256]).save(path)
+
+
+def explain_rows_cpu(chunk, explainer):
+    """One chunk of explain in a worker: (CPU seconds of the worker process, wall seconds)."""
+    X, Y_t, batch_size = chunk
+    c0, t0 = time.process_time(), time.perf_counter()
+    explainer.explain(X, Y_t, batch_size=batch_size)
+    return time.process_time() - c0, time.perf_counter() - t0
+
+
+def load_explainer(saved):
+    return saved.load(mnist_classifier())
+
+
+def rollout_share_cpu(share, agent):
+    """One share of environments in a worker: (CPU seconds, wall seconds)."""
+    from xrl.agents import collect_trajectories
+
+    envs, steps, seed = share
+    c0, t0 = time.process_time(), time.perf_counter()
+    collect_trajectories(agent, "breakout", num_envs=envs, num_steps=steps, seed=seed, progress=False)
+    return time.process_time() - c0, time.perf_counter() - t0
+
+
+def bundled_breakout():
+    from xrl.agents import load_bundled_agent
+
+    return load_bundled_agent("breakout")
+
+
+def cpu_use(parts: list, work: int) -> dict:
+    """CPU seconds per unit of work inside the workers, and the share of a core each worker got while working."""
+    cpu, wall = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return {"cpu_ms_per_unit": round(1000 * cpu / work, 3), "core_share": round(cpu / wall, 2)}
 
 
 def busiest_processes(n: int = 6) -> list[str]:
@@ -121,15 +160,20 @@ def main() -> None:
         build_explainer(path, X)
         Y_t = np.arange(args.rows) % 10
         explainer = CounterfactualRL.load(path, mnist_classifier())
+        c0 = time.process_time()
         serial, serial_s = timed(explainer.explain, X, Y_t, batch_size=args.batch_size)
         res["explain"] = {"rows": args.rows, "data": source, "batch_size": args.batch_size,
-                          "serial": {"call_s": round(serial_s, 2), "per_s": round(args.rows / serial_s, 1)}}
+                          "serial": {"call_s": round(serial_s, 2), "per_s": round(args.rows / serial_s, 1),
+                                     **cpu_use([(time.process_time() - c0, serial_s)], args.rows)}}
+        saved = xd.SavedExplainer.read(path)
         agent = load_bundled_agent("breakout")
         frames = args.envs * args.steps
+        c0 = time.process_time()
         traj, traj_s = timed(collect_trajectories, agent, "breakout", num_envs=args.envs, num_steps=args.steps,
                              seed=0, progress=False)
         res["rollouts"] = {"frames": frames, "envs": args.envs, "steps": args.steps, "agent": "bundled breakout",
-                           "serial": {"call_s": round(traj_s, 2), "per_s": round(frames / traj_s, 1)}}
+                           "serial": {"call_s": round(traj_s, 2), "per_s": round(frames / traj_s, 1),
+                                      **cpu_use([(time.process_time() - c0, traj_s)], frames)}}
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         _, res["ray_start_s"] = timed(ray.init, num_cpus=max(args.workers), include_dashboard=False,
@@ -148,6 +192,15 @@ def main() -> None:
                                   num_steps=args.steps, seed=0, progress=False)
             same = bool(np.array_equal(dtraj.actions, traj.actions) and np.array_equal(dtraj.obs, traj.obs))
             res["rollouts"][f"workers_{w}"] = {**rates(frames, call_s, head_s), "equal_to_serial": same}
+            # the same work again, timed inside the workers (CPU vs wall): the basis of the scaling estimate
+            step = args.batch_size * max(1, args.rows // (args.batch_size * 4 * w))
+            chunks = [(X[a:a + step], Y_t[a:a + step], args.batch_size) for a in range(0, args.rows, step)]
+            parts = xd.map_items(explain_rows_cpu, chunks, setup=functools.partial(load_explainer, saved),
+                                 num_workers=w, progress=False)
+            res["explain"][f"workers_{w}"].update(cpu_use(parts, args.rows))
+            shares = [(args.envs // w, args.steps, k) for k in range(w)]
+            parts = xd.map_items(rollout_share_cpu, shares, setup=bundled_breakout, num_workers=w, progress=False)
+            res["rollouts"][f"workers_{w}"].update(cpu_use(parts, frames))
         ray.shutdown()
     finally:
         shutil.rmtree(root, ignore_errors=True)
