@@ -13,9 +13,10 @@ alibi runs through /work/shared/anchors/alibi_cfrl_tabular.py in its own venv (`
 ``--alibi-steps`` steps (its loop speed does not depend on training length), just before xrl's fit.
 ``ratio_steps_per_s`` compares the two training loops' steps/s (xrl over its whole loop, alibi over its whole
 loop: both exclude the one-off preparation); ``ratio_steps_per_s_segment`` compares alibi's loop with xrl's steps
-200 to 200 + alibi's length only (same length, noisier: segment vs whole loop read 31.7 vs 40.5, 40.1 vs 44.0 and
-43.0 vs 43.2 steps/s in three runs on 2026-11-23). Both sides use ``--threads`` torch threads (default 1: on a shared
-2-core machine two OpenMP threads per process were measured 45x slower on these small networks).
+200 to 200 + alibi's length only. Both sides use ``--threads`` torch threads (default 1: these networks are small).
+The black box (a scikit-learn forest) is called as given, from the calling thread; the opt-in ``accelerate=`` of
+:class:`~xrl.counterfactual.CounterfactualRL` applies to ``torch.nn.Module`` black boxes only, so there is no
+accelerated variant here.
 
 ``--update-every`` (default 10, passed to both sides; alibi's own default is 1): the actor only changes at update
 steps, so xrl collects the batches in between with one black-box call; the RandomForest's per-call overhead (about
@@ -44,7 +45,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = Path(os.environ.get("XRL_ANCHORS", "/work/shared/anchors")) / "alibi_cfrl_tabular.py"
-ALIBI_PY = os.environ.get("ALIBI_PYTHON", "/work/anchor/.venv-alibi/bin/python")
+ALIBI_PY = os.environ.get("ALIBI_PYTHON", "/work/alibi-venv/bin/python")
 
 
 def _example():
@@ -115,6 +116,7 @@ def main() -> None:
     ex = _example()
     from xrl.counterfactual import Callback
     from xrl.counterfactual.tabular import DEFAULT_RETRIES
+    from xrl.datasets import data_home
     from xrl.datasets.adult import adult_file
     from xrl.metrics.tabular import tabular_cf_metrics
     from xrl.preprocessing import TabularPreprocessor
@@ -132,7 +134,8 @@ def main() -> None:
     pred_te = predictor(X_te).argmax(1)
     res["classifier_test_acc"] = round(float((pred_te == Y_te).mean()), 4)
     pre = TabularPreprocessor(adult.feature_names, adult.category_map).fit(X_tr)
-    ae, ae_s = ex.autoencoder(pre, X_tr, args.ae_epochs, None, args.seed)
+    ae, ae_s = ex.autoencoder(pre, X_tr, args.ae_epochs, data_home() / "models" / f"adult_heae_{ex.LATENT}_"
+                              f"{ex.HIDDEN_AE}_e{args.ae_epochs}_s{args.seed}.safetensors", args.seed)
     res["heae_train_s"] = round(ae_s, 1)
     clock: list[tuple[int, float]] = []
 

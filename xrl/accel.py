@@ -1,17 +1,12 @@
 """The one acceleration boundary: nothing else in xrl changes how a model runs.
 
-``accelerate(module, mode)`` returns a callable that runs ``module`` on a fast path once that path has agreed with the
-eager module on its first ``checks`` calls (within ``atol``; those calls return the eager answer); if it fails or
-disagrees, it warns once (:class:`AccelerationWarning`) and runs the module eagerly from then on. Modes:
-
-* ``"channels_last"``: each call runs with the module's 4-D (convolution) weights in channels-last memory format (the
-  same values; oneDNN's NHWC kernels), and every parameter gets its own tensor back when the call returns: nothing is
-  compiled or kept, so weights changed in place, hooks and data-dependent branches act as in eager mode. CFRL uses it
-  by default for its frozen encoder and decoder.
-* ``"compile"``: ``torch.compile`` (inductor builds code on first use: it needs a C++ compiler on CPU and may start
-  torch's compile workers); parameters are graph inputs, data-dependent branches become graph breaks.
-
-Both may differ from eager in the last bits of a float; the check bounds that on the first calls.
+``accelerate(module, mode)`` runs ``module`` on a fast path once that path has agreed with the eager module on its
+first ``checks`` calls (within ``atol``; those calls return the eager answer); if it fails or disagrees, it warns once
+(:class:`AccelerationWarning`) and runs eagerly from then on. ``"channels_last"``: each call runs with the 4-D
+(convolution) weights and inputs in channels-last memory format and every parameter gets its own tensor back (nothing
+is compiled or kept: in-place weight changes, hooks and data-dependent branches act as in eager mode; CFRL uses it for
+its frozen encoder and decoder). ``"compile"``: ``torch.compile`` (inductor builds code on first use: it needs a C++
+compiler on CPU and may start torch's compile workers). Both may differ from eager in a float's last bits.
 """
 from __future__ import annotations
 
@@ -36,12 +31,10 @@ class AccelerationWarning(UserWarning):
 def channels_last(*modules: torch.nn.Module) -> Iterator[None]:
     """Inside: the 4-D floating weights of ``modules`` in channels-last memory format; on exit (also after an error)
     each parameter gets back the very tensor it had."""
-    fmt = torch.channels_last
-    saved = [(p, p.data) for m in modules for p in m.parameters()
-             if p.dim() == 4 and p.is_floating_point() and not p.is_contiguous(memory_format=fmt)]
+    saved = [(p, p.data) for m in modules for p in m.parameters() if p.dim() == 4 and p.is_floating_point()]
     try:
-        for p, data in saved:
-            p.data = data.contiguous(memory_format=fmt)
+        for p, data in saved:  # .to restrides one-channel tensors too, which oneDNN then also runs in NHWC
+            p.data = data.to(memory_format=torch.channels_last)
         yield
     finally:
         for p, data in saved:
@@ -60,8 +53,9 @@ class Accelerated:
         self.fast: Callable | None = torch.compile(module) if mode == "compile" else self._channels_last
 
     def _channels_last(self, *args: Any) -> Any:
-        with channels_last(self.module):
-            return self.module(*args)
+        with channels_last(self.module):  # 4-D inputs too: the same values, NHWC strides
+            return self.module(*(a.to(memory_format=torch.channels_last) if isinstance(a, torch.Tensor)
+                                 and a.dim() == 4 else a for a in args))
 
     def _fall_back(self, reason: str) -> None:
         self.fast, self.status = None, f"eager ({reason})"

@@ -1,23 +1,19 @@
-"""The one boundary where CFRL meets the user's predictor.
-
-The predictor is called exactly as given, from the caller's thread: a ``torch.nn.Module`` with float32 tensors on the
-explainer's device (in eval mode, without gradients; every submodule's own mode comes back), any other callable with
-numpy arrays. Its answer is copied at once (a black box may hand out a view of a buffer it reuses), checked, and
-becomes a float32 tensor ``[N, K]`` on the device. Acceleration only when asked for, through :mod:`xrl.accel`.
-"""
+"""The black box: the one boundary where CFRL calls the user's predictor (:class:`BlackBox`) and what it predicts
+(:class:`Task`: classes or values, the actor's state layout, targets and rewards)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .. import accel
 from .._utils import eval_mode
 from .._validation import error_message
-
-__all__ = ["BlackBox", "check_float32_module"]
+from .config import get_classification_reward
 
 
 def check_float32_module(name: str, module: Any) -> None:
@@ -31,8 +27,11 @@ def check_float32_module(name: str, module: Any) -> None:
 
 
 class BlackBox:
-    """The user's ``predictor`` behind the boundary; ``black_box(X)`` returns its predictions ``[N, K]`` (float32
-    tensor on ``device``, a copy). ``classes``: the column count they must have (set by ``fit``)."""
+    """The user's ``predictor``, called exactly as given from the caller's thread: a ``torch.nn.Module`` with float32
+    tensors on ``device`` (in eval mode, without gradients; every submodule's own mode comes back), any other callable
+    with numpy arrays (acceleration only when asked for, through :mod:`xrl.accel`). ``black_box(X)`` returns a copy of
+    its answer (a black box may hand out a view of a buffer it reuses) as float32 ``[N, K]`` on ``device``, checked;
+    ``classes``: the column count it must have (set by ``fit``)."""
 
     def __init__(self, predictor: Callable, device: torch.device, accelerate: str | None = None) -> None:
         if not callable(predictor):
@@ -76,3 +75,130 @@ class BlackBox:
                              f"predictor of {self.classes}; reset_predictor needs a predictor of the same classes "
                              "(or fit a new explainer)")
         return Y
+
+
+def to_numpy(x: Any) -> Any:
+    """Tensors (and lists of them) -> numpy; numpy and None pass through."""
+    if x is None or isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, (list, tuple)):
+        return [to_numpy(e) for e in x]
+    return np.asarray(x)
+
+
+def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tensor:
+    """Regression reward: 1 where ``low <= y_pred <= high`` for targets ``[N, 2]`` (low, high)."""
+    y = Y_pred.reshape(-1)
+    return ((y >= Y_target[:, 0]) & (y <= Y_target[:, 1])).float()
+
+
+@dataclasses.dataclass
+class Task:
+    """``y_dim`` classes, or one value (``regression``; targets are values, or ``[low, high]`` intervals when
+    ``intervals``). ``y_range`` is the training predictions' range for regression."""
+
+    y_dim: int
+    regression: bool
+    y_range: tuple[float, float] | None = None
+    intervals: bool = False
+
+    def __post_init__(self) -> None:
+        self.intervals = self.intervals and self.regression  # intervals are regression targets
+
+    @classmethod
+    def from_predictions(cls, Y: torch.Tensor, intervals: bool = False) -> "Task":
+        """The task of a black box whose training-set predictions are ``Y`` ``[N, K]`` (``K == 1``: regression)."""
+        if Y.shape[1] == 1:
+            return cls(1, True, (float(Y.min()), float(Y.max())), intervals)
+        return cls(int(Y.shape[1]), False)
+
+    @property
+    def target_dim(self) -> int:
+        return 2 if self.regression and self.intervals else self.y_dim
+
+    def labels(self, Y: torch.Tensor) -> torch.Tensor:
+        """Predictions -> the actor's label encoding: one-hot (classification) or the value (regression)."""
+        return Y.reshape(-1, 1) if self.regression else F.one_hot(Y.argmax(1), self.y_dim).to(Y.dtype)
+
+    def state(self, Z: torch.Tensor, Y_m: torch.Tensor, Y_t: torch.Tensor, C: torch.Tensor | None) -> torch.Tensor:
+        """The actor's input ``[Z, Y_m, Y_t, C]``; regression values enter scaled to ``[-1, 1]`` like the latent."""
+        if self.regression:
+            lo, hi = self.y_range
+            scale = 2.0 / max(hi - lo, 1e-8)
+            Y_m, Y_t = (Y_m - lo) * scale - 1, (Y_t - lo) * scale - 1
+        return torch.cat([Z, Y_m, Y_t] + ([C.to(Z.dtype)] if C is not None else []), dim=1)
+
+    def sample_targets(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Training targets: uniform classes (one-hot), uniform values in ``y_range``, or intervals around them."""
+        if not self.regression:
+            return F.one_hot(torch.randint(0, self.y_dim, (n,), device=device, generator=generator), self.y_dim).float()
+        lo, hi = self.y_range
+        center = lo + (hi - lo) * torch.rand(n, 1, device=device, generator=generator)
+        if not self.intervals:
+            return center
+        half = (hi - lo) * (0.025 + 0.125 * torch.rand(n, 1, device=device, generator=generator))
+        return torch.cat([center - half, center + half], 1)
+
+    def reward(self, reward_func: Callable, Y_pred: torch.Tensor, Y_t: torch.Tensor) -> torch.Tensor:
+        """Element-wise reward ``[N]`` (float) of predictions ``Y_pred`` for targets ``Y_t``."""
+        if reward_func is get_classification_reward:
+            if self.intervals:
+                return interval_reward(Y_pred, Y_t)
+            if self.regression:
+                raise ValueError("reward_func: the predictor returns one value per row (regression), so the default "
+                                 "classification reward does not apply; pass reward_func(Y_pred, Y_target) -> [N]")
+            return (Y_pred.argmax(1) == Y_t.argmax(1)).float()
+        native = getattr(reward_func, "tensor_native", False)
+        R = reward_func(Y_pred, Y_t) if native else reward_func(to_numpy(Y_pred), to_numpy(Y_t))
+        R = torch.as_tensor(np.asarray(R, np.float32) if not isinstance(R, torch.Tensor) else R, device=Y_pred.device)
+        if R.numel() != len(Y_pred):
+            raise ValueError(error_message("reward_func", f"one reward per row ({len(Y_pred)})", R))
+        return R.float().reshape(-1)
+
+    def valid(self, Y_cf: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+        """Whether each counterfactual's prediction meets its target (intervals: inside; classes: argmax)."""
+        if self.regression:
+            return interval_reward(Y_cf, T).bool() if self.intervals else torch.ones(len(Y_cf), dtype=torch.bool)
+        return Y_cf.argmax(1) == T.argmax(1)
+
+    def targets(self, Y_t: Any, n: int, device: torch.device) -> torch.Tensor:
+        """Explain-time targets -> ``[n, target_dim]`` float32; one target is broadcast to all rows."""
+        if Y_t is None:
+            raise ValueError("Y_t: expected target classes (or values/intervals for regression), got None")
+        T = np.asarray(to_numpy(Y_t))
+        if T.dtype == object or not (np.issubdtype(T.dtype, np.number) or T.dtype == bool):
+            raise TypeError(error_message("Y_t", "numeric target labels", T))
+        T = T.astype(np.float64)
+        T = T.reshape(1, -1) if T.ndim == 0 or (self.intervals and T.shape == (2,)) else T
+        if not np.isfinite(T).all():
+            raise ValueError("Y_t: expected finite targets, got NaN/inf")
+        out = torch.as_tensor(self._encode_targets(T), dtype=torch.float32, device=device)
+        if out.shape[0] not in (1, n):
+            raise ValueError(f"Y_t: expected 1 target (broadcast to every row) or one per row ({n}), got {len(out)}")
+        return out.expand(n, -1)
+
+    def _encode_targets(self, T: np.ndarray) -> np.ndarray:
+        width = T.shape[1] if T.ndim == 2 else 1
+        if self.regression:
+            if T.ndim > 2 or width != self.target_dim or (self.intervals and (T[:, 0] > T[:, 1]).any()):
+                raise ValueError(error_message("Y_t", "target intervals [[low, high]] with low <= high, shaped [1, 2] "
+                                               "or [N, 2]" if self.intervals else "one target value per row for a "
+                                               "regression predictor", T))
+            return T.reshape(-1, self.target_dim)
+        if T.ndim > 2 or (width > 1 and width != self.y_dim):
+            raise ValueError(error_message("Y_t", f"class labels [N] or one-hot rows [N, {self.y_dim}]", T,
+                                           f"one-hot targets have {width} columns but the predictor has {self.y_dim} "
+                                           "classes"))
+        if width > 1:
+            ties = (T == T.max(1, keepdims=True)).sum(1) != 1
+            if ties.any():
+                row = int(np.flatnonzero(ties)[0])
+                raise ValueError(error_message("Y_t", "one-hot rows (one largest entry per row)", T[row].tolist(),
+                                               f"row {row} has no single class; an all-zero row names no target"))
+            return np.eye(self.y_dim)[T.argmax(1)]
+        flat = T.reshape(-1)
+        if not np.all(np.mod(flat, 1) == 0) or flat.min() < 0 or flat.max() >= self.y_dim:
+            raise ValueError(error_message("Y_t", f"integer class labels in [0, {self.y_dim - 1}]", flat.tolist()))
+        return np.eye(self.y_dim)[flat.astype(np.int64)]

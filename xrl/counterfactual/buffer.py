@@ -50,7 +50,7 @@ class ReplayBuffer:
 
     def append(self, X: Any = None, Y_m: Any = None, Y_t: Any = None, Z: Any = None, Z_cf_tilde: Any = None,
                C: Any = None, R_tilde: Any = None, **kwargs: Any) -> None:
-        fields = {"X": X, "Y_m": Y_m, "Y_t": Y_t, "Z": Z, "Z_cf_tilde": Z_cf_tilde, "C": C, "R_tilde": R_tilde, **kwargs}
+        fields = dict(X=X, Y_m=Y_m, Y_t=Y_t, Z=Z, Z_cf_tilde=Z_cf_tilde, C=C, R_tilde=R_tilde, **kwargs)
         fields = {k: v for k, v in fields.items() if v is not None}
         if not fields:
             raise ValueError("append: expected at least one array, got only None")

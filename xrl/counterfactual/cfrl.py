@@ -19,23 +19,19 @@ from .._utils import eval_mode, resolve_device
 from .._validation import error_message
 from ..models import Actor, Critic
 from . import persistence
-from .blackbox import BlackBox, check_float32_module
+from .blackbox import BlackBox, Task, check_float32_module, to_numpy
 from .buffer import ReplayBuffer
 from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
 from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label, prepare
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
-from .task import Task, to_numpy
 
 __all__ = ["CounterfactualRL", "Callback", "Postprocessing"]
 
 
 class Postprocessing(ABC):
-    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``.
-
-    It receives numpy arrays (alibi's contract; for a heterogeneous decoder ``X_cf`` is a list of arrays, one per
-    head), or tensors on the explainer's device when the subclass sets ``tensor_native = True``.
-    """
+    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays
+    (alibi's contract) or, when the subclass sets ``tensor_native = True``, on tensors on the explainer's device."""
 
     tensor_native: bool = False
 
@@ -79,19 +75,11 @@ class CounterfactualRL:
         submodule's mode restored). Its answers are copied at once.
     encoder, decoder : torch.nn.Module
         The pre-trained autoencoder's halves (float32); the latent space should lie in ``[act_low, act_high]``.
-    coeff_sparsity, coeff_consistency : float
-        Weights of the sparsity and consistency losses.
-    latent_dim : int, optional
-        The encoder's output size; may be omitted when ``actor`` is given.
-    backend : str
-        Only ``"pytorch"``.
-    seed : int
-        Seeds ``fit`` (targets, exploration, batches) and the default networks; the same seed gives the same
-        explainer. The global RNGs are left alone.
-    device : optional
-        Where the networks and the training loop live; default: the encoder's device.
-    progress : bool
-        tqdm progress bar in ``fit``.
+    coeff_sparsity, coeff_consistency, latent_dim, seed
+        The loss weights; the encoder's output size (may be omitted when ``actor`` is given); the seed of ``fit`` and
+        of the default networks (the same seed gives the same explainer; the global RNGs are left alone).
+    backend, device, progress
+        Only ``"pytorch"``; where the networks and the loop live (default: the encoder's device); a bar in ``fit``.
     accelerate : {None, "channels_last", "compile"}
         Opt-in acceleration of a module black box (:mod:`xrl.accel`): channels-last convolution weights during each
         call, or ``torch.compile``; checked against eager on its first calls, eager with a warning if it disagrees.
@@ -137,7 +125,8 @@ class CounterfactualRL:
             torch.manual_seed(self.config.seed)
             c["actor"] = (Actor(self.config.actor_hidden_dim, self.config.latent_dim) if c["actor"] is None
                           else c["actor"]).to(self.device)
-            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None else c["critic"]).to(self.device)
+            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None
+                           else c["critic"]).to(self.device)
         self.space = self._make_space()
         self.task: Task | None = None  # what the black box predicts (set by fit or load)
         self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
@@ -164,47 +153,31 @@ class CounterfactualRL:
         return {**vars(self.config), **{k: [function_name(f) for f in v] if isinstance(v, list) else function_name(v)
                                         for k, v in self.components.items() if k in FUNCTIONS + LISTS}}
 
-    # task properties, as before the split
-    y_dim = property(lambda self: None if self.task is None else self.task.y_dim)
-    regression = property(lambda self: None if self.task is None else self.task.regression)
-    y_range = property(lambda self: None if self.task is None else self.task.y_range)
+    y_dim = property(lambda self: self.task and self.task.y_dim)  # what fit learned about the black box
+    regression = property(lambda self: self.task and self.task.regression)
+    y_range = property(lambda self: self.task and self.task.y_range)
 
     def reset_predictor(self, predictor: Callable) -> None:
-        """Swap the black box (e.g. after reloading it); the trained actor and critic are kept. A predictor with
-        another number of outputs than the one trained with is refused at its first call."""
-        black_box = BlackBox(predictor, self.device, self.accelerate)
-        black_box.classes = self.black_box.classes
-        self.black_box = black_box
+        """Swap the black box (e.g. after reloading it), keeping the actor and critic; a predictor with another
+        number of outputs than the one trained with is refused at its first call."""
+        classes, self.black_box = self.black_box.classes, BlackBox(predictor, self.device, self.accelerate)
+        self.black_box.classes = classes
 
     # ------------------------------------------------------------------------------------------------------- fit
     def fit(self, X: Any) -> "CounterfactualRL":
-        """Train the actor and critic up to ``train_steps`` steps (a later call, or one after :meth:`load`, continues
-        where training stopped: ``train_steps`` is the total).
-
-        Parameters
-        ----------
-        X
-            Training inputs in the predictor's format, ``[N, ...]``, ``N >= batch_size``. A resumed run must get the
-            same data (checked against a fingerprint saved with the training state).
-
-        After the call, ``fit_timing_`` holds the seconds spent preparing (the training set's labels and embeddings,
-        computed once per call) and in the loop, and the loop's steps/s. If ``fit`` is interrupted (Ctrl-C or an
-        error), the explainer stays at the last completed step: ``save`` then ``fit`` again continues exactly.
-        """
+        """Train the actor and critic on ``X`` (the predictor's format, ``[N, ...]``, ``N >= batch_size``) up to
+        ``train_steps`` steps in all: a later call, or one after :meth:`load`, continues where training stopped, on the
+        same data (checked against a fingerprint). Interrupted (Ctrl-C or an error), the explainer stays at the last
+        completed step, so ``save`` then ``fit`` continues exactly. ``fit_timing_`` gives the seconds spent preparing
+        (the training set's labels and embeddings, once per call) and in the loop, and the loop's steps/s."""
         X, t0 = self.space.check(X, self.x_shape), time.perf_counter()
         if len(X) < self.config.batch_size:
             raise ValueError(f"X: expected at least batch_size={self.config.batch_size} rows, got {len(X)}")
         with eval_mode(self.encoder, self.decoder):  # the frozen autoencoder never trains
             data = self._training_data(X)
             state = self._training_state(data)
-            callbacks = self.components["callbacks"]
-
-            def callback(step: int, update: int, sample: dict, losses: dict) -> None:
-                for cb in callbacks:
-                    cb(step=step, update=update, model=self, sample=sample, losses=losses)
-
             ddpg = DDPG(self.config, self.space, self.task, self.black_box, self._networks(),
-                        self.components["reward_func"], callback if callbacks else None, self.progress)
+                        self.components["reward_func"], self.components["callbacks"], self, self.progress)
             t1, step0 = time.perf_counter(), state.step
             try:
                 ddpg.run(data, state)
@@ -219,11 +192,8 @@ class CounterfactualRL:
         rows, Z, Y = prepare(self.space, X, self.black_box, self._encode, self._decode, self.config.batch_size,
                              self.config.latent_dim)
         if self.task is None:
-            self.task = Task.from_predictions(Y, self._intervals)
-            self.black_box.classes = int(Y.shape[1])
-            self.x_shape = tuple(int(s) for s in X.shape[1:])
-            if self.config.latent_dim is None:
-                self.config = dataclasses.replace(self.config, latent_dim=int(Z.shape[1]))
+            self.task, self.black_box.classes = Task.from_predictions(Y, self._intervals), int(Y.shape[1])
+            self.x_shape, self.config = tuple(X.shape[1:]), dataclasses.replace(self.config, latent_dim=Z.shape[1])
             probe = self.space.condition(rows[:2], torch.Generator(self.device).manual_seed(0))
             self.cond_dim = 0 if probe is None else int(probe.shape[1])
         self._materialize()
@@ -243,16 +213,16 @@ class CounterfactualRL:
     def _materialize(self) -> None:
         """Initialise lazy layers (seeded, global RNG untouched) and build the default optimizers."""
         c, cfg = self.components, self.config
-        state_dim = cfg.latent_dim + self.task.y_dim + self.task.target_dim + self.cond_dim
+        state = torch.zeros(2, cfg.latent_dim + self.task.y_dim + self.task.target_dim + self.cond_dim,
+                            device=self.device)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(cfg.seed + 1)
-            state = torch.zeros(2, state_dim, device=self.device)
             try:
                 action = c["actor"](state)
                 c["critic"](torch.cat([state, action], 1))
             except RuntimeError as exc:
-                raise ValueError(f"actor/critic: cannot take a state of size {state_dim} (latent {cfg.latent_dim} + "
-                                 f"labels {self.task.y_dim} + target {self.task.target_dim} + condition "
+                raise ValueError(f"actor/critic: cannot take a state of size {state.shape[1]} (latent {cfg.latent_dim}"
+                                 f" + labels {self.task.y_dim} + target {self.task.target_dim} + condition "
                                  f"{self.cond_dim}): {exc}") from exc
         if action.shape[1] != cfg.latent_dim:
             raise ValueError(f"actor: outputs {action.shape[1]} values but latent_dim is {cfg.latent_dim}")
@@ -262,13 +232,13 @@ class CounterfactualRL:
 
     def _networks(self) -> Networks:
         c = self.components
-        return Networks(c["actor"], c["critic"], c["optimizer_actor"], c["optimizer_critic"], self.encoder,
+        return Networks(*(c[k] for k in ("actor", "critic", "optimizer_actor", "optimizer_critic")), self.encoder,
                         self.decoder, self._encode, self._decode)
 
     # --------------------------------------------------------------------------------------------------- explain
     def _check_fitted(self) -> None:
         if self.task is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer) first")
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer)")
 
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:
         """Counterfactuals of ``X`` towards the targets ``Y_t`` (one per row, or one for all rows).
@@ -321,16 +291,14 @@ class CounterfactualRL:
                      C: torch.Tensor | None, **extra: Any) -> Explanation:
         cls, cf_cls, tgt = ((Y_m.reshape(-1, 1), Y_cf.reshape(-1, 1), T) if self.task.regression else
                             (Y_m.argmax(1, keepdim=True), Y_cf.argmax(1, keepdim=True), T.argmax(1, keepdim=True)))
-        data = {"orig": {"X": X, "class": to_numpy(cls)}, "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)},
-                "target": to_numpy(tgt), "condition": to_numpy(C), **extra}
+        data = {"orig": {"X": X, "class": to_numpy(cls)}, "target": to_numpy(tgt), "condition": to_numpy(C),
+                "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)}, **extra}
         return Explanation(meta=copy.deepcopy(self.meta), data=data)
 
     # ----------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, training_state: bool = True) -> None:
-        """Save to a directory in one transaction (old save or new, never a mix): ``config.json``,
-        ``weights.safetensors`` and, with ``training_state``, the optimizers, RNG, replay buffer, learning-rate
-        schedule and training-data fingerprint, so that ``fit`` resumes exactly. No pickle; functions and the
-        predictor are not saved (pass them again to :meth:`load`)."""
+        """Save to a directory in one transaction (the old save or the new one, never a mix), safetensors + JSON; with
+        ``training_state`` also what ``fit`` needs to resume exactly. Functions and the predictor are not saved."""
         persistence.save(self, path, training_state)
 
     def _save_extra(self, directory: Any) -> None:
@@ -344,12 +312,8 @@ class CounterfactualRL:
 
     @classmethod
     def load(cls, path: str | os.PathLike, predictor: Callable, *, device: Any = None, **kwargs: Any):
-        """Load an explainer saved with :meth:`save` (or by xrl's format 1).
-
-        xrl reference networks are rebuilt from the JSON; pass your own architectures as ``encoder=``, ``decoder=``,
-        ``actor=``, ``critic=`` (the saved weights are loaded into them). Custom functions (pre-/post-processing,
-        reward, conditioning, callbacks) are not stored (no pickle): pass them again, else ``ValueError``. Other
-        keyword arguments override saved settings (``train_steps=...`` to train further). The global RNGs are left
-        alone.
-        """
+        """Load an explainer saved with :meth:`save` (or by xrl's format 1); nothing is unpickled, the global RNGs are
+        left alone. Pass your own networks (``encoder=``, ``decoder=``, ``actor=``, ``critic=``: the saved weights are
+        loaded into them) and custom functions again (not stored: else ``ValueError``); other keyword arguments
+        override saved settings (``train_steps=...`` to train further)."""
         return persistence.load(cls, path, predictor, device, kwargs)

@@ -19,6 +19,18 @@ from ..preprocessing import TabularPreprocessor
 
 __all__ = ["TabularConstraints"]
 
+
+def _pair(name: str, value: Any, units: str, example: str) -> tuple[float, float]:
+    """``[low, high]`` with ``low <= 0 <= high`` (a change relative to the original value), or a clear error."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(error_message(name, f"a pair [low, high] of changes ({units})", value)) from exc
+    if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
+        raise ValueError(error_message(name, f"finite low <= 0 <= high (changes relative to the original value, "
+                                       f"{units})", value, example))
+    return low, high
+
 _EPS = 1e-6  # relative slack (in units of R) for float32 conditioning vectors around integer bounds
 
 
@@ -67,14 +79,8 @@ class TabularConstraints:
         if f in immutable:
             raise ValueError(error_message(f"ranges[{f!r}]", "no range for an immutable feature", list(rng),
                                            "an immutable feature cannot change at all: drop one of the two"))
-        try:
-            low, high = (float(v) for v in rng)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(error_message(f"ranges[{f!r}]", "a pair [low, high] of numbers", rng)) from exc
-        if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
-            raise ValueError(error_message(f"ranges[{f!r}]", "finite low <= 0 <= high (bounds on the change, "
-                                           "relative to the original value)", [low, high],
-                                           "e.g. [0, 1] lets the feature only increase, [-1, 0] only decrease"))
+        low, high = _pair(f"ranges[{f!r}]", rng, "as fractions of the training range",
+                          "e.g. [0, 1] lets the feature only increase, [-1, 0] only decrease")
         i = num_names.index(f)
         if low < -1 or high > 1:
             R = self.pre.range_[i]
@@ -149,37 +155,27 @@ class TabularConstraints:
             rows = slice(None) if len(dicts) == 1 else slice(r, r + 1)
             for f, cond in d.items():
                 self._apply(base, A, rows, f"C[{r}]", f, cond)
-        if diverse:
-            offsets = np.cumsum([0] + list(self.pre.cat_sizes_))
-            if self.n_num:
-                base[:, :2 * self.n_num] *= torch.rand(B, 2 * self.n_num, generator=generator, device=A.device,
-                                                       dtype=torch.float64)
-            for c, (j, k) in enumerate(zip(self.pre.cat_idx_, self.pre.cat_sizes_)):
-                cols = slice(2 * self.n_num + offsets[c], 2 * self.n_num + offsets[c] + k)
-                keep = (torch.rand(B, k, generator=generator, device=A.device) > 0.5).double()
-                base[:, cols] = torch.clamp(base[:, cols] * keep + F.one_hot(A[:, j].long(), k).double(), max=1.0)
+        if diverse:  # bounds scaled by U(0, 1); allowed categories kept with probability 1/2, the original always
+            base *= torch.cat([torch.rand(B, 2 * self.n_num, generator=generator, device=A.device, dtype=torch.float64),
+                               (torch.rand(B, self.cond_dim - 2 * self.n_num, generator=generator, device=A.device)
+                                > 0.5).double()], 1)
+            base[:, 2 * self.n_num:] = torch.clamp(base[:, 2 * self.n_num:] + self.pre.codes_to_model(A, torch.float64)
+                                                   [:, self.n_num:], max=1.0)
         return base
 
     def _apply(self, base: torch.Tensor, A: torch.Tensor, rows: slice, name: str, f: str, cond: Any) -> None:
         """Write one feature's condition (original units) into ``base`` for ``rows``."""
         pre, names = self.pre, self.pre.feature_names_
         if f not in names:
-            raise ValueError(error_message(name, "feature names as keys", f, suggest(f, names) or f"features are {names}"))
+            raise ValueError(error_message(name, "feature names as keys", f,
+                                           suggest(f, names) or f"features are {names}"))
         if f in self.immutable_features:
             raise ValueError(error_message(f"{name}[{f!r}]", "no condition on an immutable feature", cond,
                                            "the explainer was built with it immutable: it cannot change"))
         j = names.index(f)
         if j in pre.num_idx_:
             i = pre.num_idx_.index(j)
-            try:
-                low, high = (float(v) for v in cond)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(error_message(f"{name}[{f!r}]", "a pair [low, high] of changes in the feature's "
-                                              "units", cond)) from exc
-            if not (np.isfinite(low) and np.isfinite(high)) or low > 0 or high < 0:
-                raise ValueError(error_message(f"{name}[{f!r}]", "low <= 0 <= high (changes relative to the original "
-                                               "value, in the feature's units)", cond,
-                                               f"e.g. [0, 20] lets {f} grow by up to 20"))
+            low, high = _pair(f"{name}[{f!r}]", cond, "in the feature's units", f"e.g. [0, 20] lets {f} grow by 20")
             R = float(pre.range_[i])
             base[rows, 2 * i] = max(low / R, self.range_low[i])
             base[rows, 2 * i + 1] = min(high / R, self.range_high[i])

@@ -52,11 +52,8 @@ def get_hard_distribution(Y: np.ndarray, num_classes: int | None = None) -> np.n
 
 @dataclasses.dataclass
 class CFRLConfig:
-    """Everything numeric that decides what ``fit`` learns (alibi's ``DEFAULT_BASE_PARAMS`` keys plus xrl's own).
-
-    Build it through the explainers' constructors (``CounterfactualRL(..., train_steps=2000)``), or directly and
-    pass its fields: ``CounterfactualRL(..., **dataclasses.asdict(config))``. Every field is checked on creation.
-    """
+    """Everything numeric that decides what ``fit`` learns (alibi's ``DEFAULT_BASE_PARAMS`` keys plus xrl's own),
+    checked on creation; the explainers build it from their arguments (``CounterfactualRL(..., train_steps=2000)``)."""
 
     coeff_sparsity: float = 0.0
     """Weight of the sparsity loss (L1 to the input; L1 + L0 for tabular data)."""
@@ -97,10 +94,8 @@ class CFRLConfig:
     critic_hidden_dim: int = 256
     """Hidden width of the default critic."""
     all_targets: bool = True
-    """Train the critic on every target class of each replayed transition (exact with the default classification
-    reward: the reward of target ``t`` is 1 exactly when the black box predicted ``t``), so one black-box call teaches
-    it all targets; beyond 32 classes, 32 random targets per transition. ``False``: one target, as alibi. Ignored for
-    regression and custom rewards."""
+    """Train the critic on every target class of each replayed transition (exact for the default reward, which is 1
+    exactly for the class the black box predicted; beyond 32 classes, 32 random targets). ``False``: alibi's one."""
     saturation_penalty: float = 0.01
     """Weight of the mean squared pre-tanh output of the default :class:`~xrl.models.Actor` in the actor loss (0:
     alibi's loss): it keeps the policy out of tanh's flat tails, where it can stall on one constant counterfactual."""
@@ -110,9 +105,8 @@ class CFRLConfig:
     """Length of the learning-rate schedule; ``None``: ``train_steps`` of the first ``fit``. Saved with the training
     state, so a resumed ``fit`` continues the same schedule (past its end the rates stay at the final value)."""
     sparsity_gate: float = 0.0
-    """In ``[0, 1]``: each sample's sparsity term is weighted by ``1 - g + g * clip(Q, 0, 1)`` (``Q``: the critic's
-    estimate that the sample's counterfactual is valid), so a counterfactual expected to fail is not pulled back to the
-    input before it crosses the boundary. 0: alibi's loss."""
+    """``g`` in ``[0, 1]``: each sample's sparsity term is weighted by ``1 - g + g * clip(Q, 0, 1)`` (``Q``: the
+    critic's estimate that it is valid): a failing counterfactual is not pulled back before it crosses. 0: alibi's."""
 
     def __post_init__(self) -> None:  # dataclasses.replace(config, ...) validates too
         for field in dataclasses.fields(self):
@@ -125,7 +119,8 @@ class CFRLConfig:
 _RULES: dict[str, tuple[type, float | None, float | None]] = {
     **{k: (float, 0, None) for k in ("coeff_sparsity", "coeff_consistency", "act_noise", "saturation_penalty",
                                      "lr_actor", "lr_critic")},
-    **{k: (float, None, None) for k in ("act_low", "act_high")}, "lr_decay": (float, 0, 1), "sparsity_gate": (float, 0, 1),
+    "act_low": (float, None, None), "act_high": (float, None, None), "lr_decay": (float, 0, 1),
+    "sparsity_gate": (float, 0, 1),
     **{k: (int, 1, None) for k in ("latent_dim", "replay_buffer_size", "batch_size", "update_every", "train_steps",
                                    "actor_hidden_dim", "critic_hidden_dim", "lr_decay_steps")},
     **{k: (int, 0, None) for k in ("num_workers", "exploration_steps", "update_after")}, "seed": (int, None, None),
@@ -168,8 +163,8 @@ COMPONENTS: dict[str, Any] = {
 FUNCTIONS = ("encoder_preprocessor", "decoder_inv_preprocessor", "reward_func", "conditional_func")
 LISTS = ("postprocessing_funcs", "callbacks")
 _REMOVED = {"pipeline": "the black box is always called from the caller's thread; drop the argument",
-            "optimize_inference": "models run as given; for torch.compile of a module black box pass accelerate='compile'",
-            "hindsight": "all_targets=True (the default) already teaches the critic the class each counterfactual reached"}
+            "optimize_inference": "models run as given; to accelerate a module black box pass accelerate=...",
+            "hindsight": "all_targets=True (the default) teaches the critic the class each counterfactual reached"}
 ALIBI_FIELDS = ("act_noise", "act_low", "act_high", "replay_buffer_size", "batch_size", "num_workers", "shuffle",
                 "exploration_steps", "update_every", "update_after", "train_steps", "lr_actor", "lr_critic",
                 "actor_hidden_dim", "critic_hidden_dim")

@@ -22,14 +22,12 @@ from .. import io
 from .._utils import eval_mode
 from .._validation import error_message
 from ..models import Actor
-from .blackbox import BlackBox
+from .blackbox import BlackBox, Task, to_numpy
 from .buffer import ReplayBuffer
 from .config import CFRLConfig, get_classification_reward
 from .losses import all_targets_batch, consistency_loss
 from .spaces import Rows
-from .task import Task, to_numpy
 
-__all__ = ["DDPG", "Networks", "TrainingData", "TrainingState", "prepare", "fingerprint", "label"]
 
 MAX_CHUNK_ROWS = 10_000
 """With ``update_every > 1`` the steps up to the next update share one black-box call, up to this many rows."""
@@ -83,7 +81,8 @@ class TrainingState:
         """Row indices of the next batch; a new epoch (reshuffled) when fewer than ``batch_size`` rows are left."""
         if self.perm is None or self.pos + batch_size > n:
             gen = self.generator
-            self.perm = torch.randperm(n, device=gen.device, generator=gen) if shuffle else torch.arange(n, device=gen.device)
+            self.perm = (torch.randperm(n, device=gen.device, generator=gen) if shuffle
+                         else torch.arange(n, device=gen.device))
             self.pos, self.epoch = 0, self.epoch + 1
         self.pos += batch_size
         return self.perm[self.pos - batch_size:self.pos]
@@ -142,7 +141,7 @@ class _Undo:
     def __init__(self, state: TrainingState, nets: Networks | None, steps: int) -> None:
         buf, B = state.buffer, state.buffer.batch_size
         self.state, self.nets, self.rng = state, nets, state.generator.get_state()
-        self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, buf.batch_size, dict(buf.data))
+        self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, B, dict(buf.data))
         slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
         self.slots = [(slice(s * B, (s + 1) * B), {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()})
                       for s in slots]
@@ -188,13 +187,13 @@ class _Sample(dict):
 
 
 class DDPG:
-    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``callback(step, update, sample,
-    losses)`` is called after every update; ``reward_func`` is alibi's element-wise reward."""
+    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``reward_func`` is alibi's
+    element-wise reward; each of ``callbacks`` gets ``(step, update, model, sample, losses)`` after every update."""
 
     def __init__(self, config: CFRLConfig, space: Any, task: Task, black_box: BlackBox, nets: Networks,
-                 reward_func: Callable, callback: Callable | None, progress: bool) -> None:
+                 reward_func: Callable, callbacks: list, model: Any, progress: bool) -> None:
         self.cfg, self.space, self.task, self.black_box, self.nets = config, space, task, black_box, nets
-        self.reward_func, self.callback, self.progress = reward_func, callback, progress
+        self.reward_func, self.callbacks, self.model, self.progress = reward_func, callbacks, model, progress
         # the reward of every target is known from the reached class only for the default classification reward
         self.all_targets = config.all_targets and not task.regression and reward_func is get_classification_reward
         self.target_cols = slice(config.latent_dim + task.y_dim, config.latent_dim + 2 * task.y_dim)
@@ -308,9 +307,11 @@ class DDPG:
             nets.optimizer_actor.zero_grad(set_to_none=True)
             loss.backward()
             nets.optimizer_actor.step()
-        if self.callback is not None:
+        if self.callbacks:
             losses = {"critic_loss": float(loss_critic.detach()), **{k: float(v) for k, v in losses.items()}}
-            self.callback(step, update, self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf), losses)
+            sample = self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf)
+            for cb in self.callbacks:
+                cb(step=step, update=update, model=self.model, sample=sample, losses=losses)
 
     def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple:
         """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``; also returns

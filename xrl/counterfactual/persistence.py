@@ -1,12 +1,10 @@
 """Saving and loading CFRL explainers: safetensors + JSON in one directory, written as one transaction
 (:func:`xrl.io.atomic_directory`), checked at load (:func:`xrl.io.verify_directory`), never unpickled.
 
-Format 2: ``config.json`` (``config``: the :class:`~.config.CFRLConfig` fields, ``functions``: the user's functions
-by name, ``state``: what ``fit`` learned about the task, ``networks``: specs of xrl reference networks),
+Format 2: ``config.json`` (the config, the user's functions by name, what ``fit`` learned, reference networks' specs),
 ``weights.safetensors``, optionally ``training.safetensors`` + ``training.json`` (optimizers, RNG, replay buffer,
-epoch order, learning-rate schedule, training-data fingerprint), ``tabular.json`` (tabular explainer) and
-``manifest.json``. Format 1 (before the core rebuild) loads too, without its training state.
-"""
+epoch order, learning-rate schedule, training-data fingerprint), ``tabular.json``, ``manifest.json``. Format 1 (before
+the core rebuild) loads too, without its training state."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +20,8 @@ from ..models._registry import build_model, model_spec
 from .buffer import ReplayBuffer
 from .config import COMPONENTS, FIELDS, FUNCTIONS, LISTS, function_name
 from .ddpg import TrainingState
-from .task import Task
+from .blackbox import Task
 
-__all__ = ["save", "load"]
 
 NETS = ("encoder", "decoder", "actor", "critic")
 _V1_DEFAULTS = {"all_targets": False, "saturation_penalty": 0.0, "lr_decay": 1.0, "sparsity_gate": 0.0}

@@ -1,13 +1,8 @@
 """Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads.
 
-The DDPG loop and the explainers only talk to a space through these methods: ``check(X)`` validates user data and
-``rows(X)`` holds it as :class:`Rows` on the device; ``condition(rows, generator)`` draws training conditions (or
-``None``) and ``explain_condition(C, rows, cond_dim)`` reads the user's; ``counterfactual(decoded, rows, C)`` turns
-the decoder's output into model-space counterfactuals; ``predictor_input`` / ``black_box_input`` give what the black
-box is called with; ``encoder_input`` (consistency), ``sparsity``, ``check_decoded``, ``join`` and ``output`` (the
-user's format) complete it. :class:`ImageSpace` is alibi's generic pipeline; :class:`TabularSpace` keeps each row's
-exact original codes beside its model-space row and decodes through
-:class:`~xrl.counterfactual.conditioning.TabularConstraints`.
+The DDPG loop and the explainers talk to a space only through the methods the two classes share: :class:`ImageSpace`
+(alibi's generic pipeline) and :class:`TabularSpace` (each row's exact original codes beside its model-space row,
+decoding through :class:`~xrl.counterfactual.conditioning.TabularConstraints`).
 """
 from __future__ import annotations
 
@@ -21,9 +16,7 @@ from .._validation import as_float_array, error_message
 from .conditioning import TabularConstraints
 from .config import generate_empty_condition, identity_function
 from .losses import l1_sparsity, tabular_sparsity
-from .task import to_numpy
-
-__all__ = ["Rows", "ImageSpace", "TabularSpace"]
+from .blackbox import to_numpy
 
 
 @dataclasses.dataclass
@@ -62,7 +55,7 @@ class ImageSpace:
         self.c, self.device = components, device
 
     def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
-        X = as_float_array("X", X, ndim_min=2)
+        X = np.ascontiguousarray(as_float_array("X", X, ndim_min=2))  # views with negative strides included
         _check_rows(X)
         if x_shape is not None and tuple(X.shape[1:]) != tuple(x_shape):
             raise ValueError(f"X: expected rows shaped {tuple(x_shape)} (as in training), got {tuple(X.shape[1:])}")

@@ -17,7 +17,7 @@ from .conditioning import TabularConstraints
 from .config import as_int
 from .explanation import Explanation
 from .spaces import Rows, TabularSpace
-from .task import interval_reward, to_numpy
+from .blackbox import interval_reward, to_numpy
 
 __all__ = ["CounterfactualRLTabular", "DEFAULT_RETRIES", "interval_reward"]
 
