@@ -38,8 +38,8 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(8, 512), nn.Unflatten(1, (8, 8, 8)), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1),
-                                 nn.Sigmoid())
+        self.net = nn.Sequential(nn.Linear(8, 512), nn.Unflatten(1, (8, 8, 8)), nn.ReLU(),
+                                 nn.Conv2d(8, 1, 3, padding=1), nn.Sigmoid())
 
     def forward(self, z):
         return self.net(z)

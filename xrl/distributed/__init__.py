@@ -13,8 +13,8 @@ Every function here equals its serial counterpart for the same inputs and seeds,
 Ray is imported, and a cluster joined or started, only when one of these functions is called: ``address=None``
 starts a local Ray instance for the call and shuts it down afterwards; ``address="auto"`` (or ``"host:port"``)
 joins a running cluster and leaves it running; a connection the caller opened (``ray.init``, or ``with
-cluster(address):`` around several calls, which pays Ray's start-up once) is used and left open. A failing worker raises :class:`WorkerError` naming the chunk it held; nothing partial is returned.
-See docs/distributed.md.
+cluster(address):`` around several calls, which pays Ray's start-up once) is used and left open. A failing worker
+raises :class:`WorkerError` naming the chunk it held; nothing partial is returned. See docs/distributed.md.
 """
 from ._cluster import RAY_INSTALL_HINT, WorkerError
 from ._cluster import connect as cluster

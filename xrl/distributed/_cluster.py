@@ -187,8 +187,9 @@ def run_chunks(worker_class: type, setup_args: Sequence[Any], chunks: Sequence[C
     Each actor is created, then ``setup(*setup_args)`` runs once in it (the arguments are put in Ray's object store
     once and shared by all actors); then chunks go to whichever actor is free, as ``run(*chunk.args)``, with up to
     ``queue_depth`` chunks queued per actor (2 for equal chunks: an actor never waits for its next one; 1 for
-    unequal work, so that no chunk waits behind a long one while another actor is free). The first failure (a setup or a chunk raising, a worker dying) kills every actor and raises
-    :class:`WorkerError` naming the chunk; nothing partial is returned. The actors are killed at the end in any case.
+    unequal work, so that no chunk waits behind a long one while another actor is free). The first failure (a setup
+    or a chunk raising, a worker dying) kills every actor and raises :class:`WorkerError` naming the chunk; nothing
+    partial is returned. The actors are killed at the end in any case.
     """
     from tqdm.auto import tqdm
 
