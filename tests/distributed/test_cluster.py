@@ -86,8 +86,8 @@ def test_setup_errors_and_dying_workers_are_named(ray_cluster):
 @pytest.mark.slow
 def test_a_local_instance_started_for_a_call_is_shut_down_after_it():
     """address=None in a process without Ray: ``with cluster():`` starts a local instance for the calls inside and
-    shuts it down after them; so does a lone call for itself (a fresh process, so that the session's cluster is not
-    involved)."""
+    shuts it down after them (a lone call goes through the same ``cluster``; a fresh process, so that the session's
+    cluster is not involved)."""
     root = Path(tempfile.mkdtemp(prefix="xrl-ray-"))  # short: Ray's socket paths live under it
     home, tmp = root / "home", root / "ray"
     home.mkdir()
@@ -96,12 +96,11 @@ def test_a_local_instance_started_for_a_call_is_shut_down_after_it():
             "with xd.cluster():\n"
             "    first = xd.map_items(abs, [-2], num_workers=1, progress=False)\n"
             "    assert ray.is_initialized() and xd.map_items(abs, [3], num_workers=1, progress=False) == [3]\n"
-            "assert not ray.is_initialized()\n"
-            "print(first, xd.map_items(abs, [-2, 3], num_workers=1, progress=False), ray.is_initialized())\n")
+            "print(first, ray.is_initialized())\n")
     env = {**os.environ, "HOME": str(home), "RAY_TMPDIR": str(tmp), "RAY_USAGE_STATS_ENABLED": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().endswith("[2] [2, 3] False")
+    assert out.stdout.strip().endswith("[2] False")
     assert any(tmp.iterdir())  # the instance ran under RAY_TMPDIR ...
     time.sleep(1)
     left = []  # ... and none of its processes is left
