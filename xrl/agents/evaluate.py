@@ -64,19 +64,34 @@ def evaluate(agent: torch.nn.Module | None, env, num_episodes: int = 100, seed: 
     else:
         device = resolve_device(device, agent)
         policy = ActorCriticPolicy(agent, torch_generator(seed, device), deterministic=deterministic, device=device)
+    episodes = first_episodes(env, policy, quota, seed, progress=progress)
+    return episodes_result(episodes)
+
+
+def first_episodes(env, policy, quota: int, seed: int, *, progress: bool = True, env_offset: int = 0) -> list[tuple]:
+    """The evaluation loop of :func:`evaluate`: ``policy`` plays ``env`` (reset with ``seed``) until each of its
+    environments has finished ``quota`` episodes; returns ``(step, env_offset + env, return, length,
+    level_complete or None)`` per first episode, in the order :func:`evaluate` reports them (by step, then
+    environment). :func:`xrl.distributed.evaluate` runs it for each worker's share of the environments."""
+    n = env.num_envs
     counts = np.zeros(n, dtype=int)
-    returns, lengths, complete = [], [], []
-    for step in rollout(env, policy, seed=seed, progress=progress, total=num_episodes, unit="episode",
+    episodes = []
+    for step in rollout(env, policy, seed=seed, progress=progress, total=quota * n, unit="episode",
                         desc="evaluate"):
         info = step.info
         for i in np.flatnonzero(~np.isnan(info["episode_return"])):
             if counts[i] < quota:
                 counts[i] += 1
-                returns.append(info["episode_return"][i])
-                lengths.append(info["episode_length"][i])
-                if "level_complete" in info:
-                    complete.append(bool(info["level_complete"][i]))
+                complete = bool(info["level_complete"][i]) if "level_complete" in info else None
+                episodes.append((step.t, env_offset + int(i), info["episode_return"][i], info["episode_length"][i],
+                                 complete))
         if not (counts < quota).any():
             break
-    return EvalResult(np.asarray(returns, dtype=np.float64), np.asarray(lengths),
+    return episodes
+
+
+def episodes_result(episodes: list[tuple]) -> EvalResult:
+    """An :class:`EvalResult` of :func:`first_episodes`' records (in their order)."""
+    complete = [e[4] for e in episodes if e[4] is not None]
+    return EvalResult(np.asarray([e[2] for e in episodes], dtype=np.float64), np.asarray([e[3] for e in episodes]),
                       np.asarray(complete) if complete else None)

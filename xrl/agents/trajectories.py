@@ -203,7 +203,24 @@ def collect_trajectories(agent: torch.nn.Module, env: Any = "freeway", num_envs:
     venv, env_id = _resolve_env(env, num_envs, seed, env_kwargs)
     device = resolve_device(device, agent)
     policy = ActorCriticPolicy(agent, torch_generator(seed, device), deterministic=deterministic, device=device)
-    N, T = num_envs, num_steps
+    return record_trajectories(venv, policy, num_steps, seed, trajectories_meta(venv, env_id, env_kwargs, seed,
+                                                                                deterministic), progress=progress)
+
+
+def trajectories_meta(venv: Any, env_id: str, env_kwargs: dict | None, seed: int, deterministic: bool) -> dict:
+    """The ``meta`` entry of :func:`collect_trajectories`' result."""
+    return {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "deterministic": deterministic,
+            "action_names": list(getattr(venv, "action_names", []) or []),
+            "channel_names": list(getattr(venv, "channel_names", []) or []),
+            "object_names": list(getattr(venv, "full_channel_names", []) or [])}
+
+
+def record_trajectories(venv: Any, policy: Any, num_steps: int, seed: int, meta: dict, *,
+                        progress: bool = True) -> Trajectories:
+    """The recording loop of :func:`collect_trajectories`: ``policy`` plays ``venv`` (reset with ``seed``) for
+    ``num_steps`` steps, every step's arrays written into ``[num_envs, num_steps, ...]`` buffers (also used by
+    :func:`xrl.distributed.collect_trajectories` for each worker's share of the environments)."""
+    N, T = venv.num_envs, num_steps
     firsts = np.zeros((N, T), dtype=bool)
     firsts[:, 0] = True
     buffers: dict[str, np.ndarray] = {}
@@ -225,10 +242,6 @@ def collect_trajectories(agent: torch.nn.Module, env: Any = "freeway", num_envs:
         record("dones", t, np.logical_or(step.terminated, step.truncated), bool)
         if t + 1 < T:
             firsts[:, t + 1] = buffers["dones"][:, t]
-    meta = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "seed": seed, "deterministic": deterministic,
-            "action_names": list(getattr(venv, "action_names", []) or []),
-            "channel_names": list(getattr(venv, "channel_names", []) or []),
-            "object_names": list(getattr(venv, "full_channel_names", []) or [])}
     return Trajectories(buffers["obs"], buffers["actions"], buffers["rewards"], firsts, buffers["dones"],
                         buffers["values"], buffers["logits"], buffers.get("objects"), meta)
 

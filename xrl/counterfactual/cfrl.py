@@ -265,6 +265,7 @@ class CounterfactualRL:
         """Counterfactuals of ``rows`` in the black box's input format (``noise`` added in latent space)."""
         actor, cfg, parts = self.components["actor"], self.config, []
         with torch.no_grad(), eval_mode(self.encoder, self.decoder, actor):
+            self._settle_acceleration(rows[:batch_size])
             for i in range(0, len(rows), batch_size):
                 sl = slice(i, i + batch_size)
                 r, c = rows[sl], None if C is None else C[sl]
@@ -273,6 +274,18 @@ class CounterfactualRL:
                     Z_cf = (Z_cf + noise[sl]).clamp(cfg.act_low, cfg.act_high)
                 parts.append(self.space.predictor_input(self.space.counterfactual(self._decode(Z_cf), r, c)))
         return self.space.join(parts)
+
+    def _settle_acceleration(self, probe: Rows) -> None:
+        """Finish the accelerated encoder's and decoder's agreement checks on ``probe`` before any counterfactual is
+        computed. A checked call returns the eager answer (:mod:`xrl.accel`), so without this the first batches an
+        explainer computes after ``load`` would differ in the last bits from the same batches computed later: the
+        result would depend on what the object computed before. Settled, every batch runs on one path, and explaining
+        rows in pieces of whole batches, in any order or process (:func:`xrl.distributed.explain`), gives the same
+        counterfactuals as one call."""
+        for _ in range(8):  # Accelerated.checks calls (2), or a fall-back to eager, end the checks
+            if "checking" not in (getattr(self._encode, "status", None), getattr(self._decode, "status", None)):
+                return
+            self._decode(self._encode(probe.model))
 
     def _explanation(self, X: Any, Y_m: torch.Tensor, X_cf: Any, Y_cf: torch.Tensor, T: torch.Tensor,
                      C: torch.Tensor | None, **extra: Any) -> Explanation:

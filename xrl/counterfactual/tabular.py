@@ -2,6 +2,7 @@
 :class:`~xrl.counterfactual.CounterfactualRL` with a :class:`~.spaces.TabularSpace`."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -40,6 +41,16 @@ def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: A
                                        "inverse_transform", type(inv).__name__, "a different inverse would decode "
                                        "counterfactuals inconsistently with the encoder"))
     return pre
+
+
+def _row_seed(seed: int, *parts: torch.Tensor | None) -> int:
+    """A 64-bit seed from the explainer's ``seed`` and a row's tensors (codes, target, condition): the row's
+    perturbations in ``explain(retries=...)`` are the same wherever and with whatever other rows it is explained."""
+    digest = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
+    for part in parts:
+        if part is not None:
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest(), "little")
 
 
 class CounterfactualRLTabular(CounterfactualRL):
@@ -150,7 +161,8 @@ class CounterfactualRLTabular(CounterfactualRL):
             standard deviations and the same categories) and return up to ``num_samples``.
         retries
             For rows whose counterfactual misses the target, try this many perturbations of the actor's latent output
-            (Gaussian, standard deviation ``act_noise``, seeded) and keep the valid one nearest to the actor's output;
+            (Gaussian, standard deviation ``act_noise``, seeded per row from the explainer's seed and the row itself, so
+            that a row's result does not depend on the other rows) and keep the valid one nearest to the actor's output;
             valid rows are left as they are and constraints still hold. ``None``: ``DEFAULT_RETRIES`` (16); 0 returns
             the actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
 
@@ -180,13 +192,25 @@ class CounterfactualRLTabular(CounterfactualRL):
 
     def _retry_missed(self, rows: Rows, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None, cf: Rows,
                       Y_cf: torch.Tensor, retries: int, batch_size: int) -> None:
-        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output."""
+        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output.
+
+        A row's result depends on that row only, never on where it sits in ``X``: its perturbations come from a
+        generator seeded with the explainer's seed and the row itself (:func:`_row_seed` of its codes, target and
+        condition), and the perturbed rows are decoded with the other missed rows of the same ``batch_size`` batch
+        only. So explaining ``X`` in pieces of whole batches (as :func:`xrl.distributed.explain` does) gives the same
+        counterfactuals as one call."""
         missed = (~self.task.valid(Y_cf, T)).nonzero().squeeze(1)
         if len(missed) == 0:
             return
-        gen, r = torch.Generator(device=self.device).manual_seed(self.config.seed), missed.repeat_interleave(retries)
-        noise = self.config.act_noise * torch.randn(len(r), self.config.latent_dim, device=self.device, generator=gen)
-        tries = self._generate(rows[r], Y_m[r], T[r], None if C is None else C[r], batch_size, noise)
+        cfg, noise, tries = self.config, [], []
+        for b in torch.unique(missed // batch_size):
+            m = missed[missed // batch_size == b]
+            noise.append(torch.cat([cfg.act_noise * torch.randn(
+                retries, cfg.latent_dim, device=self.device, generator=torch.Generator(self.device).manual_seed(
+                    _row_seed(cfg.seed, rows.codes[i], T[i], None if C is None else C[i]))) for i in m.tolist()]))
+            r = m.repeat_interleave(retries)
+            tries.append(self._generate(rows[r], Y_m[r], T[r], None if C is None else C[r], batch_size, noise[-1]))
+        noise, tries, r = torch.cat(noise), self.space.join(tries), missed.repeat_interleave(retries)
         Y_try = self._label(tries, len(r), batch_size)
         ok = self.task.valid(Y_try, T[r]).view(len(missed), retries)
         dist = noise.norm(dim=1).view(len(missed), retries).masked_fill(~ok, float("inf"))
