@@ -4,7 +4,8 @@ Model: `DreamerAgent` (ObsEncoder/ObsDecoder, discrete `RSSM` with typed `RSSMDi
 reward/discount heads, actor `ActionModel` and critic), configured by `MinAtarConfig` / `cpu_config`; trained by
 ``python -m xrl.worldmodel.train``; run as in the seed notebook through `Evaluator`. Explanation: `explain_latents`.
 """
-from .agent import DreamerAgent, Evaluator, evaluate, random_returns
+from .agent import DreamerAgent, evaluate, random_returns
+from .evaluator import Evaluator
 from .config import MinAtarConfig, RSSMInfo, cpu_config
 from .networks import ActionModel, DenseModel, ObsDecoder, ObsEncoder
 from .rssm import RSSM, RSSMDiscState, kl_balance_loss, straight_through_sample
