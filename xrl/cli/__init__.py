@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xrl`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # recorded next to what a job writes
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as exc:  # user errors: one clear line, no traceback

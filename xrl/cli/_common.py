@@ -50,9 +50,10 @@ def apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(n)
 
 
-def command_line() -> str:
+def command_line(args: argparse.Namespace) -> str:
     """The command as typed (``xrl ...``), to record next to what it produced."""
-    return "xrl " + shlex.join(sys.argv[1:])
+    argv = getattr(args, "argv", None)
+    return "xrl " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def finish(result: dict[str, Any], out: str | Path | None = None, message: str | None = None) -> int:

@@ -55,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = agents.train(args.env, out, total_timesteps=args.total_timesteps, seed=args.seed,
                           num_envs=args.num_envs, num_steps=args.num_steps, channels=args.channels,
                           fc_dim=args.fc_dim, device=device_of(args), time_limit_minutes=args.time_limit,
-                          init_from=args.init_from, progress=args.progress, command=command_line())
+                          init_from=args.init_from, progress=args.progress, command=command_line(args))
     result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
     return finish(result, out, agents.summary(result))
 
@@ -68,5 +68,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.episodes, args.unseen_episodes, args.num_envs = min(args.episodes, 4), 0, 2
     result = agents.evaluate(args.agent, args.out, episodes=args.episodes, unseen_episodes=args.unseen_episodes,
                              num_envs=args.num_envs, seed=args.seed, bundle_to=args.bundle, device=device_of(args),
-                             command=command_line())
+                             command=command_line(args))
     return finish(result, args.out, agents.summary(result))

@@ -55,7 +55,7 @@ def run_mnist(args: argparse.Namespace) -> int:
                              train_size=args.train_size, retrain=args.retrain, clf_epochs=args.clf_epochs,
                              ae_epochs=args.ae_epochs, coeff_sparsity=args.coeff_sparsity, act_noise=args.act_noise,
                              seed=args.seed, device=device_of(args), save_models_to=args.save_models,
-                             command=command_line(), mnist_dir=args.mnist_dir, progress=args.progress)
+                             command=command_line(args), mnist_dir=args.mnist_dir, progress=args.progress)
     return finish({"out": args.out, **{k: metrics[k] for k in ("models", "cfrl_fit", "target_2", "random_targets")
                                        if k in metrics}}, args.out, cfrl_mnist.summary(metrics))
 
