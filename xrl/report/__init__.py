@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -101,14 +102,16 @@ def build_report(out: str | Path, *, quick: bool = False, sections: tuple[str, .
     }
     results: dict[str, Any] = {}
     t_all = time.perf_counter()
-    for name in sections:
+    for i, name in enumerate(sections, 1):
         t0 = time.perf_counter()
+        if progress:
+            print(f"xrl report [{i}/{len(sections)}]: {name}", file=sys.stderr, flush=True)
         try:
             results[name] = {"status": "ok", **runners[name](out)}
         except Exception as exc:  # one section's failure must not hide the others: report it on the page
             results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc(limit=6)}
-            print(f"xrl report: section {name} failed: {type(exc).__name__}: {exc}", flush=True)
+            print(f"xrl report: section {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         results[name]["seconds"] = round(time.perf_counter() - t0, 1)
     results["total_seconds"] = round(time.perf_counter() - t_all, 1)
     results["settings"] = "quick" if quick and settings is None else ("custom" if settings else "full")
