@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     if interface is not None:
         interface.add_cli_arguments(i)
         add_common(i, out=None, seed=None, device=False, quick=None, progress=False)   # adds --threads
-    else:
-        i.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    else:  # this installation lacks the module: accept anything and say so when run
+        i.set_defaults(accepts_any=True)
     i.set_defaults(func=run_interface)
 
     w = jobs.add_parser("walkthrough", help="seed 003's walk-through figures (NMF, feature vis, attribution, edit)",
