@@ -80,7 +80,8 @@ def save_models(dest: str | Path, classifier: nn.Module, ae: nn.Module, info: di
         save_reference_model(folder, module, {**info, "command": command})
         # float32 weights: the classifier is 1.6 MB and the autoencoder 0.1 MB, no need for float16
         size_kb = (folder / "model.safetensors").stat().st_size / 1024
-        scores = "\n".join(f"| {k} | {v:.4f} |" for k, v in info.items() if isinstance(v, float) and "_s" not in k)
+        scores = "\n".join(f"| {k} | {info[k]:.4f} |" for k in ("classifier_test_accuracy", "ae_test_bce",
+                                                                 "classifier_accuracy_on_reconstructions") if k in info)
         (folder / "README.md").write_text(
             f"# Bundled model: mnist_{name}\n\n{what}, float32 weights ({size_kb:,.0f} KiB). Load it with\n"
             f"`xrl.pretrained.load_pretrained(\"mnist_{name}\")`.\n\n"
