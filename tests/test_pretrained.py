@@ -88,3 +88,10 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     (tmp_path / "m" / "model.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="shape mismatches"):
         load_reference_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["breakout", "freeway_pomdp", "mnist_autoencoder"])
+def test_loading_leaves_the_global_rng_alone(name):
+    state = torch.random.get_rng_state()
+    load_pretrained(name)
+    assert torch.equal(torch.random.get_rng_state(), state)

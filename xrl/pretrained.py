@@ -111,15 +111,18 @@ def load_pretrained(name: str, device: torch.device | str | None = None) -> nn.M
     """
     path = pretrained_path(name)
     kind = PRETRAINED[name].kind
-    if kind == "agent":
-        from .agents.checkpoint import load_agent
+    # building a network draws its initial weights from the global RNG; they are overwritten at once, so the
+    # caller's RNG state is restored afterwards
+    with torch.random.fork_rng(devices=[]):
+        if kind == "agent":
+            from .agents.checkpoint import load_agent
 
-        return load_agent(path, device=device)
-    if kind == "worldmodel":
-        from .worldmodel.agent import DreamerAgent
+            return load_agent(path, device=device)
+        if kind == "worldmodel":
+            from .worldmodel.agent import DreamerAgent
 
-        return DreamerAgent.load(path, resolve_device(device)).eval()
-    return load_reference_model(path, device=device)
+            return DreamerAgent.load(path, resolve_device(device)).eval()
+        return load_reference_model(path, device=device)
 
 
 # ---- reference networks (xrl.models) as safetensors + JSON ----------------------------------------------------------
@@ -167,7 +170,8 @@ def load_reference_model(directory: str | os.PathLike, device: torch.device | st
     if not isinstance(config.get("model"), dict):
         raise ValueError(f"{directory / (MODEL_FILE + '.json')}: expected an xrl reference-model description with a "
                          f"'model' entry, got keys {sorted(config)}")
-    module = _build(config["model"])
+    with torch.random.fork_rng(devices=[]):   # the initial weights are overwritten: leave the global RNG alone
+        module = _build(config["model"])
     state = io.load_tensors(directory / f"{MODEL_FILE}.safetensors")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     io.load_state_strict(module, state, str(directory))
