@@ -1,7 +1,7 @@
 """The seed notebooks' code cells run on xrl with their imports changed and the adaptations of docs/migration.md.
 
 Each test below is a seed's cells in order, as written, except the lines marked ``# ADAPTED (n)``, whose number is the
-item in docs/migration.md. Data paths point at bundled models or at small files written here.
+item in that seed's list in docs/migration.md. Data paths point at bundled models or at small files written here.
 """
 import numpy as np
 import pytest
@@ -16,6 +16,85 @@ def seed_globals(monkeypatch, tmp_path):
     with torch.random.fork_rng(devices=[]):
         yield tmp_path
     torch.set_grad_enabled(grad)
+
+
+@pytest.mark.slow
+def test_seed_000_cfrl_mnist_cells(seed_globals):
+    from typing import Dict
+
+    import matplotlib.pyplot as plt
+
+    from xrl.counterfactual import Callback, CounterfactualRL
+    from xrl.datasets import load_mnist
+    from xrl.models import AE, MNISTClassifier, MNISTDecoder, MNISTEncoder
+    from xrl.models.training import predict_batched, train_model
+    from xrl.render import as_image
+
+    (X_train, Y_train), (X_test, Y_test) = load_mnist()               # ADAPTED (1): channels first, in [0, 1]
+    X_train, Y_train = X_train[:1000], Y_train[:1000]                 # (small sizes for the test)
+    NUM_CLASSES = 10
+    EPOCHS = 1
+    classifier = MNISTClassifier(output_dim=NUM_CLASSES)
+    train_model(classifier, X_train, Y_train, epochs=EPOCHS, progress=False)           # ADAPTED (2)
+    accuracy = (predict_batched(classifier, X_test[:500]).argmax(1) == Y_test[:500]).mean()   # ADAPTED (2)
+    assert accuracy > 0.5
+
+    def predictor(X: np.ndarray):
+        Y = classifier(torch.as_tensor(X)).detach().numpy()          # ADAPTED (3)
+        return Y
+
+    LATENT_DIM = 64
+    ae = AE(encoder=MNISTEncoder(latent_dim=LATENT_DIM), decoder=MNISTDecoder())
+    train_model(ae, X_train, None, epochs=EPOCHS, progress=False)                     # ADAPTED (2)
+    NUM_SAMPLES = 5
+    np.random.seed(0)
+    indices = np.random.choice(X_test.shape[0], NUM_SAMPLES)
+    inputs = [X_test[i].reshape(1, 1, 28, 28) for i in indices]       # ADAPTED (4)
+    inputs = np.concatenate(inputs, axis=0)
+    inputs_hat = ae(torch.as_tensor(inputs)).detach().numpy()         # ADAPTED (3)
+    fig, ax = plt.subplots(2, NUM_SAMPLES, figsize=(25, 10))
+    for i in range(NUM_SAMPLES):
+        ax[0][i].imshow(as_image(inputs[i]), cmap="gray")              # ADAPTED (6)
+        ax[1][i].imshow(as_image(inputs_hat[i]), cmap="gray")          # ADAPTED (6)
+    plt.close(fig)
+
+    COEFF_SPARSITY, COEFF_CONSISTENCY, TRAIN_STEPS, BATCH_SIZE = 7.5, 0, 40, 100      # (40 steps for the test)
+    explainer = CounterfactualRL(predictor=predictor, encoder=ae.encoder, decoder=ae.decoder, latent_dim=LATENT_DIM,
+                                 coeff_sparsity=COEFF_SPARSITY, coeff_consistency=COEFF_CONSISTENCY,
+                                 train_steps=TRAIN_STEPS, batch_size=BATCH_SIZE, backend="pytorch")  # ADAPTED (5)
+    explainer = explainer.fit(X=X_train)
+    explanation = explainer.explain(X_test[0:200], Y_t=np.array([2]), batch_size=100)
+    fig, ax = plt.subplots(2, NUM_SAMPLES, figsize=(25, 10))
+    for i in range(NUM_SAMPLES):
+        ax[0][i].imshow(as_image(explanation.data["orig"]["X"][i]), cmap="gray")       # ADAPTED (6)
+        ax[1][i].imshow(as_image(explanation.data["cf"]["X"][i]), cmap="gray")         # ADAPTED (6)
+        ax[0][i].set_xlabel("Label: " + str(explanation.data["orig"]["class"][i]))
+        ax[1][i].set_xlabel("Label: " + str(explanation.data["cf"]["class"][i]))
+    plt.close(fig)
+
+    logged = []                                                        # (wandb.log -> a list, no account)
+
+    class RewardCallback(Callback):
+        def __call__(self, step: int, update: int, model: CounterfactualRL, sample: Dict[str, np.ndarray],
+                     losses: Dict[str, float]):
+            if step % 20 != 0:
+                return
+            X_cf, Y_t = sample["X_cf"], sample["Y_t"]
+            Y_m_cf = predictor(X_cf)
+            reward = np.mean(model.params["reward_func"](Y_m_cf, Y_t))
+            logged.append({"reward": reward})
+
+    class LossCallback(Callback):
+        def __call__(self, step, update, model, sample, losses):
+            if (step + update) % 20 == 0:
+                logged.append(losses)
+
+    explainer = CounterfactualRL(predictor=predictor, encoder=ae.encoder, decoder=ae.decoder, latent_dim=LATENT_DIM,
+                                 coeff_sparsity=COEFF_SPARSITY, coeff_consistency=COEFF_CONSISTENCY,
+                                 train_steps=TRAIN_STEPS, batch_size=BATCH_SIZE, backend="pytorch",  # ADAPTED (5)
+                                 callbacks=[RewardCallback(), LossCallback()])
+    explainer.fit(X=X_train)
+    assert any("reward" in row for row in logged) and len(logged) > 2
 
 
 def test_seed_002_world_model_cells(seed_globals):
@@ -122,7 +201,7 @@ def test_seed_003_rl_vision_cells(seed_globals):
     _imitation_file(seed_globals / "001-60eps.npz")
     trajectories_path = str(seed_globals / "001-60eps.npz")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model_state_dict = load_pretrained("coinrun").state_dict()       # ADAPTED (8): bundled weights, no pickle
+    model_state_dict = load_pretrained("coinrun").state_dict()       # ADAPTED (1): bundled weights, no pickle
     embedder = ImpalaModel(in_channels=3)
     model = CategoricalPolicyGM(embedder=embedder, action_size=model_state_dict["fc_policy.weight"].shape[0])
     model.load_state_dict(model_state_dict)
@@ -150,7 +229,7 @@ def test_seed_003_rl_vision_cells(seed_globals):
     show(zoom_to(observations[:8], 200), labels=[f"{v:.3f}" for v in value_functions])
 
     traj = trajectories["observations"][0][76:84]
-    attr = get_attr(model, value_function_name, layer_names["embedder_block2"], traj,   # ADAPTED (9): '2b'
+    attr = get_attr(model, value_function_name, layer_names["embedder_block2"], traj,   # ADAPTED (2): '2b'
                     integrate_steps=10)
     attr_reduced = nmf.transform(np.maximum(attr, 0)) - nmf.transform(np.maximum(-attr, 0))
     nmf_norms = nmf.channel_dirs.sum(-1)
@@ -164,7 +243,7 @@ def test_seed_003_rl_vision_cells(seed_globals):
 
     edited_model = deepcopy(model)
     editor = ParameterEditor(edited_model.graph_def)
-    kernel_name = "embedder.block3.conv.weight"                       # ADAPTED (9): layer_names["3a"]...
+    kernel_name = "embedder.block3.conv.weight"                       # ADAPTED (2): layer_names["3a"]...
     kernel = editor[kernel_name]
     saw_dir = nmf.channel_dirs[0][None, None, :, None]
     saw_dir /= np.linalg.norm(saw_dir)
