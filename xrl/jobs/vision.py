@@ -172,8 +172,8 @@ def walkthrough(agent: str | Path, out: str | Path, *, layer: str | None = None,
                   title="Dataset examples of each direction (opacity = activation strength)", cell_inches=1.6)
     spatial = [nmf.vis_dataset(i, subdiv_mult=1, expand_mult=2 if minatar else 4)[0] for i in range(features)]
     half = (features + 1) // 2
-    labelled_grid([spatial[:half], spatial[half:]], out / "dataset_vis.png",
-                  row_labels=[f"directions\n0-{half - 1}", f"directions\n{half}-{features - 1}"],
+    names = [f"direction {i}" for i in range(features)]
+    labelled_grid([spatial[:half], spatial[half:]], out / "dataset_vis.png", cell_titles=[names[:half], names[half:]],
                   title="Spatially-aware dataset examples (one panel per direction)", cell_inches=2.2)
 
     col_labels = [f"t = {t}" for t in range(len(seg))]

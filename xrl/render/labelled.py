@@ -24,6 +24,7 @@ def _hwc(img: Any) -> np.ndarray:
 def labelled_grid(rows: Sequence[Sequence[Any]], path: str | os.PathLike | None = None, *,
                   row_labels: Sequence[str] | None = None, col_labels: Sequence[str] | None = None,
                   title: str | None = None, legend: Sequence[tuple[Any, str]] | None = None,
+                  cell_titles: Sequence[Sequence[str]] | None = None,
                   cell_inches: float = 1.3, cmap: str = "gray", dpi: int = 100):
     """A grid of images with row labels (left), column labels (top), a title and an optional colour legend.
 
@@ -34,6 +35,8 @@ def labelled_grid(rows: Sequence[Sequence[Any]], path: str | os.PathLike | None 
     path : path, optional
         PNG to write.
     row_labels, col_labels : list of str, optional
+    cell_titles : list of lists of str, optional
+        A title above every image (``cell_titles[r][c]``), instead of ``col_labels``.
     legend : list of (colour, label), optional
         E.g. one entry per NMF direction; drawn under the grid.
 
@@ -54,6 +57,7 @@ def labelled_grid(rows: Sequence[Sequence[Any]], path: str | os.PathLike | None 
             raise ValueError(error_message(name, f"{n} labels", list(labels)))
     legend_rows = -(-len(legend) // 4) if legend else 0
     extra_h = (0.45 if title else 0) + (0.3 if col_labels else 0) + 0.25 * legend_rows
+    extra_h += 0.3 * n_rows if cell_titles else 0
     label_w = 1.4 if row_labels else 0
     fig = Figure(figsize=(label_w + cell_inches * n_cols, extra_h + cell_inches * n_rows))
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
@@ -68,7 +72,9 @@ def labelled_grid(rows: Sequence[Sequence[Any]], path: str | os.PathLike | None 
                 img = _hwc(rows[r][c])
                 ax.imshow(img, cmap=cmap if img.ndim == 2 else None, vmin=0, vmax=1 if img.dtype != np.uint8 else 255,
                           interpolation="nearest")
-            if col_labels is not None and r == 0:
+            if cell_titles is not None and c < len(cell_titles[r]):
+                ax.set_title(cell_titles[r][c], fontsize=9)
+            elif col_labels is not None and r == 0:
                 ax.set_title(col_labels[c], fontsize=9)
             if row_labels is not None and c == 0:
                 ax.set_ylabel(row_labels[r], fontsize=9, rotation=0, ha="right", va="center")
