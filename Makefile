@@ -1,9 +1,9 @@
-# Two entry points (see README): `make demo` runs the main job on bundled defaults, `make test` runs the tests.
+# Two entry points (see README): `make demo` runs `xrl report` on bundled defaults, `make test` runs the tests.
 # Both create .venv on first use; torch is pinned here (a local CPU wheel) because an unpinned torch pulls CUDA.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-OUT ?= outputs/mnist_cfrl
+OUT ?= outputs/report
 TORCH_PIN := torch==2.13.0
 
 $(BIN)/.installed: pyproject.toml
@@ -16,7 +16,8 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python examples/cfrl_mnist.py --out $(OUT)
+	$(BIN)/xrl report --out $(OUT)
+	@echo "open $(OUT)/index.html"
 
 test: venv
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -21,7 +21,7 @@ accelerated variant here.
 ``--update-every`` (default 10, passed to both sides; alibi's own default is 1): the actor only changes at update
 steps, so xrl collects the batches in between with one black-box call; the RandomForest's per-call overhead (about
 two thirds of a one-batch step) then counts once per update. alibi does the same work at any update_every.
-xrl also decays both learning rates linearly to 5% (``lr_decay=0.05``, as in examples/cfrl_adult.py); alibi keeps
+xrl also decays both learning rates linearly to 5% (``lr_decay=0.05``, as in ``xrl cfrl adult``); alibi keeps
 them constant. ``--sparsity-gate`` (default 1, the example's; 0 = alibi's actor loss) weights each sample's sparsity
 loss by the critic's estimate that its counterfactual is valid. The main explain figures use xrl's default
 ``explain(retries=16)`` (missed rows retried with perturbed latent codes); ``single_pass`` reports the actor's answer
@@ -30,7 +30,6 @@ alone (``retries=0``), like for like with alibi.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -43,16 +42,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = Path(os.environ.get("XRL_ANCHORS", "/work/shared/anchors")) / "alibi_cfrl_tabular.py"
 ALIBI_PY = os.environ.get("ALIBI_PYTHON", "/work/alibi-venv/bin/python")
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("cfrl_adult_example", ROOT / "examples" / "cfrl_adult.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from xrl.jobs import cfrl_adult  # the `xrl cfrl adult` job: black box, split, autoencoder, explainer, tables
+
+    return cfrl_adult
 
 
 _ALIBI_SHIM = """
@@ -110,7 +107,7 @@ def main() -> None:
     ap.add_argument("--adult-dir", default=None)
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--example-out", default=None,
-                    help="also write examples/cfrl_adult.py's outputs (tables, metrics.json, explainer/) here")
+                    help="also write `xrl cfrl adult`'s outputs (tables, metrics.json, explainer/) here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ex = _example()
@@ -134,8 +131,9 @@ def main() -> None:
     pred_te = predictor(X_te).argmax(1)
     res["classifier_test_acc"] = round(float((pred_te == Y_te).mean()), 4)
     pre = TabularPreprocessor(adult.feature_names, adult.category_map).fit(X_tr)
-    ae, ae_s = ex.autoencoder(pre, X_tr, args.ae_epochs, data_home() / "models" / f"adult_heae_{ex.LATENT}_"
-                              f"{ex.HIDDEN_AE}_e{args.ae_epochs}_s{args.seed}.safetensors", args.seed)
+    t_ae = time.perf_counter()
+    ae = ex.train_autoencoder(pre, X_tr, args.ae_epochs, args.seed)
+    ae_s = time.perf_counter() - t_ae
     res["heae_train_s"] = round(ae_s, 1)
     clock: list[tuple[int, float]] = []
 
@@ -144,7 +142,7 @@ def main() -> None:
             if update == 0:
                 clock.append((step, time.perf_counter()))
 
-    cf = ex.explainer(predictor, ae, pre, train_steps=args.train_steps, seed=args.seed, progress=False,
+    cf = ex.make_explainer(predictor, ae, pre, train_steps=args.train_steps, seed=args.seed, progress=False,
                       update_every=args.update_every, sparsity_gate=args.sparsity_gate, callbacks=[StepClock()])
     t0 = time.perf_counter()
     cf.fit(X_tr)  # one fit: the learning-rate schedule spans train_steps

@@ -154,7 +154,8 @@ def _obs_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume: bool = True, env: Any = None,
-              callback: Callable[[dict[str, float]], bool | None] | None = None) -> PPOResult:
+              callback: Callable[[dict[str, float]], bool | None] | None = None,
+              init_agent: ImpalaCNN | None = None) -> PPOResult:
     """Train an :class:`~xrl.models.ImpalaCNN` agent with PPO.
 
     Parameters
@@ -169,6 +170,9 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     callback : callable, optional
         Called with each update's log row; returning ``False`` stops training after that update (a checkpoint is
         written, and a later call with ``resume=True`` continues), as in Stable-Baselines3's callbacks.
+    init_agent : ImpalaCNN, optional
+        Start from a copy of these weights (e.g. a bundled agent) with a fresh optimizer, when no checkpoint is
+        resumed; its architecture must match ``config.channels`` / ``config.fc_dim`` and the env.
 
     Returns
     -------
@@ -200,7 +204,10 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
     global_step, update = 0, 0
     ckpt = out / "checkpoint" if out is not None else None
-    if resume and _resumable(ckpt):
+    resuming = resume and _resumable(ckpt)
+    if init_agent is not None and not resuming:
+        io.load_state_strict(agent, {k: v.to(device) for k, v in init_agent.state_dict().items()}, "init_agent")
+    if resuming:
         state = io.load_json(ckpt / "state.json")
         loaded = load_agent(ckpt, device=device)
         if tuple(loaded.obs_shape) != obs_shape or loaded.num_actions != num_actions:

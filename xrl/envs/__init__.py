@@ -6,6 +6,8 @@ from .minatar import MINATAR_GAMES, FreewayPOMDP, MinAtarEnv, OneHotAction, make
 from .rollout import ActorCriticPolicy, RandomPolicy, RolloutStep, SingleEnvs, rollout
 from .vector import VecMinAtar, make_vec_minatar
 
+GymMinAtar, freewayPOMDP = MinAtarEnv, FreewayPOMDP   # DreamerV2's names (seed 002: freewayPOMDP(OneHotAction(...)))
+
 
 def make_vec_env(env_id: str, num_envs: int, seed: int | None = 0, **kwargs):
     """``make_vec_minatar(game, ...)`` for a MinAtar game name, ``make_coinrun(...)`` for ``"coinrun"``."""
@@ -16,4 +18,4 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = 0, **kwargs):
 
 __all__ = ["MINATAR_GAMES", "minatar_rgb", "MinAtarEnv", "FreewayPOMDP", "OneHotAction", "make_minatar", "VecMinAtar",
            "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env", "rollout", "RolloutStep", "SingleEnvs",
-           "ActorCriticPolicy", "RandomPolicy"]
+           "ActorCriticPolicy", "RandomPolicy", "GymMinAtar", "freewayPOMDP"]

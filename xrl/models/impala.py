@@ -71,6 +71,7 @@ class ImpalaModel(nn.Module):
         self.block1 = ImpalaBlock(in_channels, channels[0])
         self.block2 = ImpalaBlock(channels[0], channels[1])
         self.block3 = ImpalaBlock(channels[1], channels[2])
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         h, w = input_hw
         for _ in range(3):
             h, w = _pooled(h), _pooled(w)

@@ -6,6 +6,8 @@ visualization of NMF directions), model editing (:func:`project_out_direction`, 
 and pictures (:func:`zoom_to`, :func:`show`, :func:`conv2d`, :func:`norm_filter`) are re-exported so that the seed's
 imports map to one module.
 """
+from xrl.models.impala import ImpalaModel
+from xrl.models.policy import CategoricalPolicyGM
 from xrl.hooks import get_abbreviator, get_layer, get_model_layers, layer_names
 from xrl.render.images import attribution_to_rgb, conv2d, norm_filter, show, zoom_to
 from xrl.vision.core import ReceptiveField, get_acts, get_attr, receptive_field
@@ -16,4 +18,4 @@ from xrl.vision.rollouts import EVENTS, breakout_ball_lost, compare_rollouts, fr
 __all__ = ["get_acts", "get_attr", "LayerNMF", "argmax_nd", "ReceptiveField", "receptive_field", "get_var",
            "ParameterEditor", "find_consumer", "project_out_direction", "compare_rollouts", "freeway_collisions",
            "breakout_ball_lost", "EVENTS", "get_model_layers", "get_abbreviator", "get_layer", "layer_names",
-           "zoom_to", "show", "conv2d", "norm_filter", "attribution_to_rgb"]
+           "zoom_to", "show", "conv2d", "norm_filter", "attribution_to_rgb", "CategoricalPolicyGM", "ImpalaModel"]

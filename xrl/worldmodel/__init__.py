@@ -6,7 +6,8 @@ reward/discount heads, actor `ActionModel` and critic), configured by `MinAtarCo
 `load_pretrained`. Explanation: `explain_latents` (-> `LatentExplanation`), `relate_components`, and the figures
 `plot_latents` / `plot_top_observations`.
 """
-from .agent import DreamerAgent, DreamerPolicy, Evaluator, evaluate, random_returns
+from .agent import DreamerAgent, DreamerPolicy, evaluate, random_returns
+from .evaluator import Evaluator
 from .config import MinAtarConfig, RSSMInfo, cpu_config
 from .explain import LatentExplanation, explain_latents, relate_components, rollout_latents
 from .networks import ActionModel, DenseModel, ObsDecoder, ObsEncoder
