@@ -1,6 +1,7 @@
 """Environments to explain: MinAtar games (gymnasium, channels-first, named channels/actions), the Freeway POMDP,
 one-hot actions, vectorised MinAtar, and procgen CoinRun (optional extra ``xrl[coinrun]``)."""
 from .coinrun import CoinRunVecEnv, make_coinrun
+from .coinrun_events import FinalFrames, classify_episode_end, classify_episode_ends, death_cause, object_masks
 from .minatar import MINATAR_GAMES, FreewayPOMDP, MinAtarEnv, OneHotAction, make_minatar, minatar_rgb
 from .vector import VecMinAtar, make_vec_minatar
 
@@ -13,4 +14,5 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = 0, **kwargs):
 
 
 __all__ = ["MINATAR_GAMES", "minatar_rgb", "MinAtarEnv", "FreewayPOMDP", "OneHotAction", "make_minatar", "VecMinAtar",
-           "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env"]
+           "make_vec_minatar", "CoinRunVecEnv", "make_coinrun", "make_vec_env", "FinalFrames", "classify_episode_end",
+           "classify_episode_ends", "death_cause", "object_masks"]
