@@ -43,11 +43,12 @@ def _busy_processes(limit: int = 8) -> list[str]:
     out = []
     try:
         import subprocess
-        ps = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True, timeout=5)
+        ps = subprocess.run(["ps", "-eo", "pcpu,pid,args", "--sort=-pcpu"], capture_output=True, text=True,
+                            timeout=5)
         for line in ps.stdout.splitlines()[1:limit + 1]:
-            cpu, _, name = line.strip().partition(" ")
-            if float(cpu) >= 5 and name.strip():
-                out.append(f"{name.strip()} {cpu}%")
+            cpu, pid, cmd = line.split(None, 2)
+            if float(cpu) >= 5 and int(pid) != os.getpid():
+                out.append(f"{cpu}% {cmd[:90]}")
     except Exception:  # pragma: no cover - ps missing
         pass
     return out
