@@ -10,14 +10,16 @@ apart from what the frames show.
 How the frames are read
 -----------------------
 procgen draws every sprite by sampling the pixels of its asset images (Kenney's sprites, shipped inside the procgen
-package) without blending, so almost every pixel of a 64 x 64 CoinRun frame (99.8% on 600 final frames of agent and
-random play) has exactly the colour of some pixel of some asset. :class:`CoinRunPalette` reads those assets (the
+package) without blending, so almost every pixel of a 64 x 64 CoinRun frame has exactly the colour of some pixel of
+some asset (only the soft edges of sprites are blends). :class:`CoinRunPalette` reads those assets (the
 easy-mode background, the Dirt ground tiles, the beige player, crates, the coin, the two saw images, the two lava
 tiles and the nine walking enemies) and records which assets use each colour. :func:`object_masks` then labels each
 pixel of a frame by the object that owns its colour; colours shared by two objects are decided by their
 neighbourhood (the mouse shares greys with the saw, the ladybug its orange with lava, the snail its yellow with the
-coin; the grey of the saw's rim is also the grey of the ground, so it counts only where no wall is). Enemies also
-leave fading trails (a white disc drawn at half opacity), which count as enemy pixels.
+coin; the grey of the saw's rim is also the grey of the ground, so it counts only where no wall is). Enemies' fading
+trails (white drawn at partial opacity) are not used: the soft edges of the saw and of the agent look the same.
+The palette is easy mode's (``distribution_mode="easy"``, as everywhere in xrl): the other modes draw random
+backgrounds, ground themes and player colours that it does not know.
 
 The camera follows the agent, which procgen draws at the same place in every frame (:data:`AGENT_BOX`). The
 observation before the fatal step is the last one of an episode (procgen starts the next level inside the same
