@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--obs-every", type=int, default=16)
     ap.add_argument("--num-envs", type=int, default=50, help="parallel levels (inference batch)")
     ap.add_argument("--direction", type=int, default=None, help="override the direction to edit out")
+    ap.add_argument("--saw-threshold", type=float, default=None,
+                    help="also edit out, together, every direction whose saw correlation is at least this, and "
+                         "compare that agent on the same levels ('edited_all')")
     ap.add_argument("--check", type=int, default=50, help="failed episodes in the detector contact sheet")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -74,7 +77,7 @@ def main() -> None:
     from xrl.agents import sample_observations
     from xrl.vision import LayerNMF
     from xrl.vision.edit_experiment import (OBJECTS, direction_object_correlations, paired_comparison, play_levels,
-                                            plot_episode_ends, save_direction_examples)
+                                            plot_episode_ends, project_out_directions, save_direction_examples)
     from xrl.vision.editing import project_out_direction
 
     try:
@@ -123,9 +126,17 @@ def main() -> None:
         f"{args.layer} direction {k}\n" + ", ".join(f"{o} {corr[k, j]:.2f}" for j, o in enumerate(OBJECTS))],
         num_mult=6, expand_mult=4, zoom=4)
 
+    agents = {"original": agent, "edited": edited}
+    if args.saw_threshold is not None:
+        many = [j for j in range(args.features) if corr[j, OBJECTS.index("saw")] >= args.saw_threshold]
+        res["directions_all"] = many
+        if many:
+            agents["edited_all"] = project_out_directions(agent, args.layer, nmf.channel_dirs[many],
+                                                          example_obs=obs[:2])
+
     # channels-last copies for the many rollouts, checked against the agents as given
     fast = {}
-    for name, m in (("original", agent), ("edited", edited)):
+    for name, m in agents.items():
         f = copy.deepcopy(m).to(memory_format=torch.channels_last)
         with torch.inference_mode():
             x = torch.from_numpy(obs[:64])
@@ -139,10 +150,12 @@ def main() -> None:
                 for name, m in fast.items()}
     timings["rollouts"] = time.time() - t
     res["comparison"] = paired_comparison(outcomes["original"], outcomes["edited"])
+    if "edited_all" in outcomes:
+        res["comparison_all"] = paired_comparison(outcomes["original"], outcomes["edited_all"])
     for name, o in outcomes.items():
         res[f"causes_{name}"] = {c: int((o.causes == c).sum()) for c in np.unique(o.causes)}
         failed = np.flatnonzero(~o.success & (o.causes != "timeout"))[:args.check]
-        sheet = out / ("episode_ends.png" if name == "original" else "episode_ends_edited.png")
+        sheet = out / ("episode_ends.png" if name == "original" else f"episode_ends_{name}.png")
         plot_episode_ends(o.final_frames[failed], [f"{i}: {o.causes[e]} ({o.lengths[e]} steps)"
                                                    for i, e in enumerate(failed)], sheet)
         res[f"sheet_{name}"] = {"episodes": failed.tolist(), "level_seeds": o.level_seeds[failed].tolist(),
@@ -153,6 +166,9 @@ def main() -> None:
     print(json.dumps({"levels": args.levels, "direction": k, "saw_corr": res["direction_correlations"]["saw"],
                       **{m: c[m] for m in ("success_rate", "ends_by_saw", "ends_by_enemy", "ends_by_lava",
                                            "ends_by_timeout", "episode_length")}}))
+    if "comparison_all" in res:
+        print(json.dumps({"directions_all": res["directions_all"], **{m: res["comparison_all"][m] for m in (
+            "success_rate", "ends_by_saw", "ends_by_timeout", "episode_length")}}))
     if args.docs:
         docs = Path(args.docs)
         docs.mkdir(parents=True, exist_ok=True)

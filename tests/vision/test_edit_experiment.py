@@ -12,8 +12,8 @@ pytest.importorskip("procgen")
 from xrl.envs import make_coinrun, object_masks  # noqa: E402
 from xrl.models.impala import ImpalaCNN  # noqa: E402
 from xrl.vision.edit_experiment import (OBJECTS, EpisodeOutcomes, direction_object_correlations,  # noqa: E402
-                                        paired_comparison, play_levels, plot_episode_ends, run_saw_edit_experiment,
-                                        save_direction_examples)
+                                        paired_comparison, play_levels, plot_episode_ends, project_out_directions,
+                                        run_saw_edit_experiment, save_direction_examples)
 
 
 def _runner(seed: int, right_bias: float = 3.0) -> ImpalaCNN:
@@ -115,6 +115,24 @@ def test_run_saw_edit_experiment_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="direction: expected an NMF direction index in"):
         run_saw_edit_experiment(agent, features=2, num_obs=32, obs_every=4, obs_envs=16, levels=2, num_envs=2,
                                 direction=5, progress=False)
+
+
+def test_project_out_directions_removes_the_whole_span():
+    agent = _runner(0)
+    obs = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(0)
+    dirs = np.abs(rng.normal(size=(2, 8))).astype(np.float32)              # non-negative, not orthogonal (like NMF)
+    edited = project_out_directions(agent, "embedder.block2", dirs, example_obs=obs)
+    w = edited.embedder.block3.conv.weight.detach().numpy()                 # [O, I, kh, kw], I = 8
+    np.testing.assert_allclose(np.einsum("oihw,ki->kohw", w, dirs), 0.0, atol=1e-5)
+    basis = edited.edit_info["directions"]
+    np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-6)
+    # what is orthogonal to the span goes through unchanged
+    q = np.linalg.qr(np.concatenate([dirs.T, rng.normal(size=(8, 1))], 1))[0][:, 2]
+    w0 = agent.embedder.block3.conv.weight.detach().numpy()
+    np.testing.assert_allclose(np.einsum("oihw,i->ohw", w, q), np.einsum("oihw,i->ohw", w0, q), atol=1e-5)
+    with pytest.raises(ValueError, match="directions: expected at least one non-zero direction"):
+        project_out_directions(agent, "embedder.block2", np.zeros((1, 8)), example_obs=obs)
 
 
 def test_plot_episode_ends_rejects_bad_input(tmp_path):

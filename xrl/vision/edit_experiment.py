@@ -38,7 +38,8 @@ from xrl.vision.editing import project_out_direction
 from xrl.vision.layer_nmf import LayerNMF
 
 __all__ = ["OBJECTS", "EpisodeOutcomes", "play_levels", "paired_comparison", "direction_object_correlations",
-           "SawEditResult", "run_saw_edit_experiment", "save_direction_examples", "plot_episode_ends"]
+           "project_out_directions", "SawEditResult", "run_saw_edit_experiment", "save_direction_examples",
+           "plot_episode_ends"]
 
 #: Objects whose pixel masks are correlated with the NMF directions (the order of the columns of the correlations).
 OBJECTS = ("saw", "enemy", "lava", "coin")
@@ -206,6 +207,29 @@ def direction_object_correlations(nmf: LayerNMF, observations: Any | None = None
     return object_correlations(nmf.acts_reduced, stacked)
 
 
+def project_out_directions(model: nn.Module, layer: str, directions: Any, *, example_obs: Any) -> nn.Module:
+    """A copy of ``model`` whose reader of ``layer`` ignores the whole span of ``directions [k, C]``.
+
+    The directions are orthonormalised (QR) and each is projected out with :func:`~xrl.vision.project_out_direction`
+    in turn; for orthonormal ``q_i`` the product of the projections ``(I - q_1 q_1^T) ... (I - q_k q_k^T)`` is the
+    projection on the complement of the span (projecting the raw NMF directions one after the other would not be:
+    they are not orthogonal). ``edit_info["directions"]`` holds the orthonormal basis ``[k, C]``.
+    """
+    d = np.atleast_2d(np.asarray(directions, dtype=np.float64))
+    if d.ndim != 2 or d.shape[0] < 1 or not np.isfinite(d).all():
+        raise ValueError(error_message("directions", "a finite array [k, channels] with k >= 1", d))
+    q, r = np.linalg.qr(d.T)                                                # [C, k]: orthonormal basis of the span
+    keep = np.abs(np.diag(r)) > 1e-6 * max(1.0, float(np.abs(r).max()))
+    if not keep.any():
+        raise ValueError(error_message("directions", "at least one non-zero direction", d))
+    basis = q[:, keep].T.astype(np.float32)                                 # [k', C]
+    edited = project_out_direction(model, layer, basis[0], example_obs=example_obs)
+    for vec in basis[1:]:
+        project_out_direction(edited, layer, vec, next_layer=edited.edit_info["next_layer"], inplace=True)
+    edited.edit_info["directions"] = basis
+    return edited
+
+
 @dataclass
 class SawEditResult:
     """What :func:`run_saw_edit_experiment` found: the NMF, each direction's correlation with the objects, the
@@ -286,18 +310,24 @@ def save_direction_examples(nmf: LayerNMF, path: str | Path, directions: Sequenc
     import matplotlib.pyplot as plt
 
     directions = list(range(nmf.channel_dirs.shape[0])) if directions is None else list(directions)
+    if labels is not None and len(labels) != len(directions):
+        raise ValueError(error_message("labels", f"one label per direction ({len(directions)})", len(labels)))
+    images = []
+    for k in directions:
+        img, _ = nmf.vis_dataset_thumbnail(int(k), num_mult=num_mult, expand_mult=expand_mult, max_rep=np.inf)
+        rgba = np.moveaxis(img, 0, -1)                                      # [4, H, W] -> [H, W, 4]
+        images.append((rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])).clip(0, 1))   # opacity over white
     n = len(directions)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.5 * nrows), squeeze=False)
+    h = max(i.shape[0] for i in images) * zoom / 100
+    w = max(i.shape[1] for i in images) * zoom / 100
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * max(w, 2.6) + 0.2, nrows * (h + 0.5)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for j, (ax, k) in enumerate(zip(axes.flat, directions)):
-        img, _ = nmf.vis_dataset_thumbnail(int(k), num_mult=num_mult, expand_mult=expand_mult, max_rep=np.inf)
-        rgba = np.moveaxis(img, 0, -1)                                      # [4, H, W] -> [H, W, 4]
-        rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])          # opacity over white
-        ax.imshow(np.kron(rgb, np.ones((zoom, zoom, 1))).clip(0, 1), interpolation="nearest")
-        ax.set_title(labels[j] if labels is not None else f"direction {k}", fontsize=9)
+    for j, (ax, k, rgb) in enumerate(zip(axes.flat, directions, images)):
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(labels[j] if labels is not None else f"direction {k}", fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
