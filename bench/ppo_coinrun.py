@@ -184,7 +184,7 @@ def main() -> None:
     p.add_argument("--agent", default="coinrun", help="bundled name or agent folder (weights to time; any works)")
     p.add_argument("--envs", default="16,32,64")
     p.add_argument("--rollout-steps", type=int, default=32)
-    p.add_argument("--minibatches", default="256,512,1024,2048")
+    p.add_argument("--minibatches", default="128,256,512,1024,2048")
     p.add_argument("--update-samples", type=int, default=2048, help="samples timed per update config")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--epochs", default="2,3")
