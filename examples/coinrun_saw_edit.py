@@ -16,7 +16,8 @@ it with :func:`xrl.vision.edit_experiment.run_saw_edit_experiment`:
 Outputs in ``--out``: ``results.json``; ``directions_<layer>.png`` (dataset examples of every direction with its
 object correlations); ``saw_direction.png`` (the edited direction's dataset examples); ``episode_ends.png`` (the last
 3 frames of ``--check`` failed episodes of the original agent, titled with the detector's verdict, to count by eye how
-often it is right); ``episode_ends_edited.png`` (the same for the edited agent). ``--docs DIR`` copies the PNGs there.
+often it is right; the frames themselves in ``episode_ends.npz``); ``episode_ends_edited.png`` (the same for the
+edited agent). ``--docs DIR`` copies the PNGs there (prefixed ``--prefix``).
 
     python examples/coinrun_saw_edit.py --agent coinrun --out outputs/coinrun_saw_edit --levels 1000
     python examples/coinrun_saw_edit.py --agent runs/agents/coinrun/checkpoint --out OUT --levels 1000 --docs docs/images
@@ -160,6 +161,9 @@ def main() -> None:
                                                    for i, e in enumerate(failed)], sheet)
         res[f"sheet_{name}"] = {"episodes": failed.tolist(), "level_seeds": o.level_seeds[failed].tolist(),
                                 "verdicts": o.causes[failed].tolist()}
+        np.savez_compressed(sheet.with_suffix(".npz"), final_frames=o.final_frames[failed],
+                            verdicts=o.causes[failed].astype(str), lengths=o.lengths[failed],
+                            level_seeds=o.level_seeds[failed])
     res["seconds"] = {**{k2: round(v, 1) for k2, v in timings.items()}, "total": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps(res, indent=1))
     c = res["comparison"]

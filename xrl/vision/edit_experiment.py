@@ -337,31 +337,43 @@ def save_direction_examples(nmf: LayerNMF, path: str | Path, directions: Sequenc
 
 def plot_episode_ends(final_frames: np.ndarray, labels: Sequence[str], path: str | Path, *, ncols: int = 5,
                       zoom: int = 2) -> Path:
-    """A contact sheet: per episode its last ``k`` frames side by side (oldest first), titled with its label
-    (e.g. the detector's verdict), to check the detector by eye."""
+    """A contact sheet: per episode its last ``k`` frames side by side (oldest first, each ``zoom`` times enlarged
+    pixel for pixel), titled with its label (e.g. the detector's verdict), to check the detector by eye.
+
+    ``final_frames``: uint8 ``[E, k, 3, H, W]``; ``labels``: ``E`` strings. Returns the PNG's path.
+    """
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     frames = np.asarray(final_frames)
-    if frames.ndim != 5 or frames.shape[2] != 3:
+    if frames.ndim != 5 or frames.shape[2] != 3 or frames.dtype != np.uint8:
         raise ValueError(error_message("final_frames", "uint8 frames [E, k, 3, H, W]", frames))
     if len(labels) != len(frames):
         raise ValueError(error_message("labels", f"one label per episode ({len(frames)})", len(labels)))
-    E, k = frames.shape[:2]
+    check_scalar("zoom", zoom, int, low=1)
+    E, k, _, H, W = frames.shape
+    gap, title, margin = 2, 16, 10
+    cell_w, cell_h = k * W * zoom + (k - 1) * gap, H * zoom + title
     nrows = -(-E // ncols)
-    H, W = frames.shape[-2:]
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (k * (W + 1) * zoom / 100 + 0.2),
-                                                    nrows * (H * zoom / 100 + 0.35)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, ep, label in zip(axes.flat, frames, labels):
-        strip = np.concatenate([np.pad(np.moveaxis(f, 0, -1), ((0, 0), (0, 1), (0, 0)), constant_values=255)
-                                for f in ep], 1)                            # k frames [H, W, 3] side by side
-        ax.imshow(strip, interpolation="nearest")
-        ax.set_title(str(label), fontsize=8)
+    width, height = ncols * cell_w + (ncols + 1) * margin, nrows * cell_h + (nrows + 1) * margin
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    corners = []
+    for e in range(E):
+        r, c = divmod(e, ncols)
+        x, y = margin + c * (cell_w + margin), margin + r * (cell_h + margin)
+        corners.append((x, y))
+        for j in range(k):
+            img = np.moveaxis(frames[e, j], 0, -1).repeat(zoom, 0).repeat(zoom, 1)   # [H*zoom, W*zoom, 3]
+            x0 = x + j * (W * zoom + gap)
+            canvas[y + title:y + title + H * zoom, x0:x0 + W * zoom] = img
+    dpi = 100
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    fig.figimage(canvas, 0, 0)
+    for (x, y), label in zip(corners, labels):
+        fig.text(x / width, 1 - (y + 2) / height, str(label), fontsize=9, ha="left", va="top")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
