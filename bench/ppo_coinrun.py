@@ -86,7 +86,8 @@ def bench_rollout(agent, num_envs: int, steps: int, threads: int, channels_last:
     env.close()
     return {"num_envs": num_envs, "threads": threads, "channels_last": channels_last, "frames": frames,
             "frames_per_s": round(frames / wall, 1), "cpu_ms_per_frame": round(1e3 * cpu / frames, 3),
-            "wall_ms_per_frame": round(1e3 * wall / frames, 3), "env_cpu_ms_per_frame": round(1e3 * env_cpu[0] / frames, 3)}
+            "wall_ms_per_frame": round(1e3 * wall / frames, 3),
+            "env_cpu_ms_per_frame": round(1e3 * env_cpu[0] / frames, 3)}
 
 
 def bench_update(agent, obs: torch.Tensor, minibatch: int, samples: int, threads: int, channels_last: bool,
@@ -185,7 +186,7 @@ def main() -> None:
     p.add_argument("--envs", default="16,32,64")
     p.add_argument("--rollout-steps", type=int, default=32)
     p.add_argument("--minibatches", default="128,256,512,1024,2048")
-    p.add_argument("--update-samples", type=int, default=2048, help="samples timed per update config")
+    p.add_argument("--update-samples", type=int, default=1024, help="samples timed per update config")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--epochs", default="2,3")
     p.add_argument("--e2e-updates", type=int, default=2, help="train_ppo updates timed end to end (0: skip)")

@@ -194,7 +194,8 @@ def object_masks(frames: Any, *, palette: CoinRunPalette | None = None) -> dict[
 
     Returns
     -------
-    dict with boolean masks ``[N, 64, 64]`` (``[64, 64]`` for a single frame): ``"saw"``, ``"enemy"``, ``"lava"``, ``"coin"``, and ``"agent"`` (the player's own pixels).
+    dict with boolean masks ``[N, 64, 64]`` (``[64, 64]`` for a single frame): ``"saw"``, ``"enemy"``, ``"lava"``,
+    ``"coin"``, and ``"agent"`` (the player's own pixels).
     """
     a = _frames_hwc("frames", frames)
     single = a.ndim == 3
