@@ -20,8 +20,7 @@ often it is right; the frames themselves in ``episode_ends.npz``); ``episode_end
 edited agent). ``--docs DIR`` copies the PNGs there (prefixed ``--prefix``).
 
     python examples/coinrun_saw_edit.py --agent coinrun --out outputs/coinrun_saw_edit --levels 1000
-    python examples/coinrun_saw_edit.py --agent runs/agents/coinrun/checkpoint --out OUT --levels 1000 \
-        --saw-threshold 0.1 --docs docs/images
+    python examples/coinrun_saw_edit.py --agent runs/agents/coinrun/checkpoint --out OUT --saw-threshold 0.1
 
 Runs at 1 torch thread by default (``--threads``); inference uses a channels-last copy of each agent (checked against
 the agent as given on the NMF observations).
