@@ -69,6 +69,10 @@ def test_play_levels_pairs_levels_across_agents():
     _, info = make_coinrun(num_envs=3, seed=3, num_levels=0).reset()
     assert first.level_seeds[:3].tolist() == info["level_seed"].tolist()
     assert (first.success == (first.returns == 10)).all()
+    # common random numbers: an episode's sampling noise is its own, so fewer levels replay the same first episodes
+    short = play_levels(_runner(0), 3, seed=3, num_envs=3, progress=False, keep_frames=0)
+    np.testing.assert_array_equal(short.lengths, first.lengths[:3])
+    assert short.final_frames is None
 
 
 def test_direction_object_correlations_find_the_object_map():

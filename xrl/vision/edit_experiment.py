@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xrl._utils import eval_mode, resolve_device, torch_generator
+from xrl._utils import eval_mode, resolve_device
 from xrl._validation import check_scalar, error_message
 from xrl.envs.coinrun_events import END_CAUSES, FinalFrames, classify_episode_end, coinrun_palette, object_masks
 from xrl.metrics.interpretability import object_correlations
@@ -83,7 +83,10 @@ def play_levels(agent: nn.Module, num_levels: int, *, seed: int = 0, num_envs: i
         the actions, so every agent played with the same ``seed``, ``num_envs`` and ``env_kwargs`` meets the same
         levels in the same order (checked by :func:`paired_comparison` through ``level_seeds``).
     seed : int, default 0
-        Seeds the environments (procgen's ``rand_seed``) and the sampling of actions.
+        Seeds the environments (procgen's ``rand_seed``) and the sampling of actions. Actions are sampled with common
+        random numbers: the episode on level ``(env i, episode k)`` draws its uniform numbers from a generator seeded
+        with ``(seed, i, k)``, so two agents on the same level share their sampling noise (differences between them
+        come from their policies, which tightens the paired comparison), and no episode depends on the others.
     num_envs : int, default 50
         Batch size of inference.
     env_kwargs : dict, optional
@@ -110,7 +113,6 @@ def play_levels(agent: nn.Module, num_levels: int, *, seed: int = 0, num_envs: i
     kwargs = {"distribution_mode": "easy", "num_levels": 0, **(env_kwargs or {})}
     env = make_coinrun(num_envs=num_envs, seed=seed, **kwargs)
     dev = resolve_device(device, agent)
-    gen = torch_generator(seed, dev)
     palette = coinrun_palette()
     quota = -(-num_levels // num_envs)
     obs, info = env.reset()
@@ -120,6 +122,7 @@ def play_levels(agent: nn.Module, num_levels: int, *, seed: int = 0, num_envs: i
     rows: list[tuple[int, int, int, float, int, str, np.ndarray | None]] = []
     bar = tqdm(total=quota * num_envs, disable=not progress, desc="levels", unit="ep")
     noop = env.action_names.index("NOOP")
+    rngs = [np.random.default_rng([seed, i, 0]) for i in range(num_envs)]   # common random numbers per episode
     try:
         with eval_mode(agent), torch.inference_mode():
             while (counts < quota).any():
@@ -130,8 +133,9 @@ def play_levels(agent: nn.Module, num_levels: int, *, seed: int = 0, num_envs: i
                 if deterministic:
                     actions[live] = logits.argmax(-1).cpu().numpy()
                 else:
-                    probs = torch.softmax(logits.float(), -1)
-                    actions[live] = torch.multinomial(probs, 1, generator=gen).squeeze(-1).cpu().numpy()
+                    cdf = torch.softmax(logits.double(), -1).cumsum(-1).cpu().numpy()   # [n_live, A]
+                    u = np.array([rngs[i].random() for i in live]) * cdf[:, -1]
+                    actions[live] = np.minimum((cdf < u[:, None]).sum(1), cdf.shape[1] - 1)   # inverse CDF
                 obs, _, done, _, info = env.step(actions)
                 for i, last in frames.pop_finished(done):
                     if counts[i] < quota:
@@ -141,6 +145,7 @@ def play_levels(agent: nn.Module, num_levels: int, *, seed: int = 0, num_envs: i
                                      last[-keep_frames:] if keep_frames else None))
                         counts[i] += 1
                         bar.update(1)
+                    rngs[i] = np.random.default_rng([seed, i, int(counts[i])])
                 level = np.where(done, np.asarray(info["level_seed"], dtype=np.int64), level)
     finally:
         bar.close()
