@@ -327,7 +327,7 @@ def save_direction_examples(nmf: LayerNMF, path: str | Path, directions: Sequenc
     nrows = -(-n // ncols)
     h = max(i.shape[0] for i in images) * zoom / 100
     w = max(i.shape[1] for i in images) * zoom / 100
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * max(w, 2.6) + 0.2, nrows * (h + 0.5)), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * max(w, 3.4) + 0.2, nrows * (h + 0.5)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for j, (ax, k, rgb) in enumerate(zip(axes.flat, directions, images)):
