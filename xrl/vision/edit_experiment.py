@@ -300,7 +300,8 @@ def run_saw_edit_experiment(agent: nn.Module, *, layer: str = "embedder.block2",
     --------
     >>> from xrl.agents import load_bundled_agent
     >>> res = run_saw_edit_experiment(load_bundled_agent("coinrun"), levels=1000)     # doctest: +SKIP
-    >>> res.comparison["ends_by_saw"]          # {"original": [mean, sem], "edited": [...], "difference": [...]}
+    >>> res.comparison["ends_by_saw"]    # doctest: +SKIP
+    {"original": [mean, sem], "edited": [mean, sem], "difference": [mean, sem]}
     """
     from xrl.agents import sample_observations
 
