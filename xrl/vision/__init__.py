@@ -11,6 +11,7 @@ from xrl.models.policy import CategoricalPolicyGM
 from xrl.hooks import get_abbreviator, get_layer, get_model_layers, layer_names
 from xrl.render.images import attribution_to_rgb, conv2d, norm_filter, show, zoom_to
 from xrl.vision.core import ReceptiveField, get_acts, get_attr, receptive_field
+from xrl.vision.edit_experiment import EpisodeOutcomes, paired_comparison, play_levels, run_saw_edit_experiment
 from xrl.vision.editing import ParameterEditor, find_consumer, get_var, project_out_direction
 from xrl.vision.layer_nmf import LayerNMF, argmax_nd
 from xrl.vision.rollouts import EVENTS, breakout_ball_lost, compare_rollouts, freeway_collisions
@@ -18,4 +19,5 @@ from xrl.vision.rollouts import EVENTS, breakout_ball_lost, compare_rollouts, fr
 __all__ = ["get_acts", "get_attr", "LayerNMF", "argmax_nd", "ReceptiveField", "receptive_field", "get_var",
            "ParameterEditor", "find_consumer", "project_out_direction", "compare_rollouts", "freeway_collisions",
            "breakout_ball_lost", "EVENTS", "get_model_layers", "get_abbreviator", "get_layer", "layer_names",
-           "zoom_to", "show", "conv2d", "norm_filter", "attribution_to_rgb", "CategoricalPolicyGM", "ImpalaModel"]
+           "zoom_to", "show", "conv2d", "norm_filter", "attribution_to_rgb", "CategoricalPolicyGM", "ImpalaModel",
+           "EpisodeOutcomes", "paired_comparison", "play_levels", "run_saw_edit_experiment"]
