@@ -21,7 +21,6 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-HAS_INTERFACE = (ROOT / "xrl" / "vision" / "interface").is_dir()
 QUICK = ["--quick", "--threads", "1", "--no-progress"]
 
 
@@ -90,8 +89,6 @@ JOBS = {
 
 @pytest.mark.parametrize("job", list(JOBS))
 def test_every_job_runs_quick_from_the_wheel(installed, job):
-    if job == "vision interface" and not HAS_INTERFACE:
-        pytest.skip("xrl.vision.interface is not in this checkout yet (it comes with the interface branch)")
     xrl, env, work, _ = installed
     argv, files = JOBS[job]
     out = work / job.replace(" ", "_")
@@ -108,6 +105,5 @@ def test_every_job_runs_quick_from_the_wheel(installed, job):
                       if "vision_interface" not in p.parts)
         assert pngs and [p for p in pngs if p not in page] == []
         assert "td class='chg'" in page                   # the Adult table with changed cells highlighted
-        if HAS_INTERFACE:
-            assert (out / results["vision"]["interface"]["index"]).is_file()
-            assert results["vision"]["interface"]["index"] in page
+        assert (out / results["vision"]["interface"]["index"]).is_file()
+        assert results["vision"]["interface"]["index"] in page

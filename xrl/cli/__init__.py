@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xrl`` console script; returns the exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "accepts_any", False):
-        parser.error("unrecognized arguments: " + " ".join(extra))
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)   # recorded next to what a job writes
     try:
         return int(args.func(args) or 0)

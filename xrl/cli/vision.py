@@ -6,19 +6,6 @@ import sys
 
 from ._common import add_common, apply_threads, device_of, finish
 
-INTERFACE_MISSING = ("xrl vision interface needs xrl.vision.interface, which this installation does not have; "
-                     "update xrl")
-
-
-def _interface_module():
-    """``xrl.vision.interface``, imported on use (None when this installation lacks it)."""
-    try:
-        from ..vision import interface
-    except ImportError:
-        return None
-    return interface
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("vision", help="Understanding RL Vision: the interface page and the walk-through figures",
                            description="Understanding RL Vision (Hilton et al., 2020) for IMPALA agents.")
@@ -27,12 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = jobs.add_parser("interface", help="build the interactive interface (one offline HTML page) for an agent",
                         description="Build the Understanding-RL-Vision interface of an agent: trajectories, NMF "
                         "attribution, feature visualization, in one offline folder with index.html.")
-    interface = _interface_module()
-    if interface is not None:
-        interface.add_cli_arguments(i)
-        add_common(i, out=None, seed=None, device=False, quick=None, progress=False)   # adds --threads
-    else:  # this installation lacks the module: accept anything and say so when run
-        i.set_defaults(accepts_any=True)
+    from ..vision.interface import add_cli_arguments
+
+    add_cli_arguments(i)            # --agent --out --seed --device --quick --threads --no-progress and the page's own
     i.set_defaults(func=run_interface)
 
     w = jobs.add_parser("walkthrough", help="seed 003's walk-through figures (NMF, feature vis, attribution, edit)",
@@ -55,12 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_interface(args: argparse.Namespace) -> int:
-    interface = _interface_module()
-    if interface is None:
-        print(INTERFACE_MISSING, file=sys.stderr)
-        return 2
-    apply_threads(args)
-    index = interface.run_cli(args)
+    from ..vision.interface import run_cli
+
+    index = run_cli(args)                    # applies --threads itself
     return finish({"index": str(index)}, index)
 
 
