@@ -1,8 +1,8 @@
 """DreamerV2-style world models on MinAtar: training (resumable run folder) and example-based explanations of the
 latent state (seed 002).
 
-:func:`train` writes ``<run>/checkpoint/`` (the agent, loadable with ``DreamerAgent.load``), ``train_state.*``
-(optimisers, replay buffer, counters, RNG states: ``resume=True`` continues where the last checkpoint stopped),
+:func:`train` writes ``<run>/checkpoint/`` (the agent, loadable with ``DreamerAgent.load``, and ``train_state.*``:
+optimisers, replay buffer, counters, RNG states; ``resume=True`` continues where the last checkpoint stopped),
 ``progress.jsonl`` and ``evaluation.json``. :func:`explain` writes the seed's figure per rollout (PNG pages), the most
 important observations of each rollout and ``explanation.json`` (shapes, timings, top steps, returns, and each NMF
 component's best-correlated ground-truth object features).
@@ -44,19 +44,20 @@ def train(run_dir: str | Path, config, *, resume: bool = True, device: str = "cp
     """
     from ..envs import make_minatar
     from ..worldmodel.agent import evaluate
+    from ..worldmodel.train import TRAIN_STATE, training_state_dir
     from ..worldmodel.train import train as train_loop
 
     check_scalar("eval_episodes", eval_episodes, int, low=0)
     run_dir = Path(run_dir)
     t0 = time.time()
-    agent = train_loop(config, run_dir, resume=resume, device=device, threads=None, log_every=log_every,
+    agent = train_loop(config, run_dir, resume=resume, device=device, log_every=log_every,
                        max_minutes=time_limit_minutes)
     seconds = time.time() - t0
     result: dict[str, Any] = {"run_dir": str(run_dir), "env": config.env, "pomdp": config.pomdp,
                               "seconds_this_call": round(seconds, 1)}
-    state = run_dir / "train_state.json"
-    if state.is_file():
-        counters = io.load_json(state).get("counters", {})
+    state_dir = training_state_dir(run_dir)
+    if state_dir is not None:
+        counters = io.load_json(state_dir / f"{TRAIN_STATE}.json").get("counters", {})
         result.update({"frames": counters.get("frame"), "updates": counters.get("updates"),
                        "training_minutes": round(counters.get("seconds", 0.0) / 60, 2)})
     if eval_episodes:
