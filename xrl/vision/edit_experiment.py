@@ -289,7 +289,7 @@ def run_saw_edit_experiment(agent: nn.Module, *, layer: str = "embedder.block2",
         Use these instead of sampling.
 
     The agent is called as given; on a CPU a channels-last copy (``copy.deepcopy(agent).to(
-    memory_format=torch.channels_last)``, same outputs up to rounding) makes the many rollouts about twice as fast,
+    memory_format=torch.channels_last)``, same outputs up to rounding) makes the many rollouts faster,
     and the edited copy inherits its layout.
 
     Returns
