@@ -88,6 +88,11 @@ def to_numpy(x: Any) -> Any:
     return np.asarray(x)
 
 
+def call_user(f: Callable, *args: Any) -> Any:
+    """Call one of alibi's user functions with numpy arrays, or with tensors if it sets ``tensor_native = True``."""
+    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
+
+
 def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tensor:
     """Regression reward: 1 where ``low <= y_pred <= high`` for targets ``[N, 2]`` (low, high)."""
     y = Y_pred.reshape(-1)
@@ -150,8 +155,7 @@ class Task:
                 raise ValueError("reward_func: the predictor returns one value per row (regression), so the default "
                                  "classification reward does not apply; pass reward_func(Y_pred, Y_target) -> [N]")
             return (Y_pred.argmax(1) == Y_t.argmax(1)).float()
-        native = getattr(reward_func, "tensor_native", False)
-        R = reward_func(Y_pred, Y_t) if native else reward_func(to_numpy(Y_pred), to_numpy(Y_t))
+        R = call_user(reward_func, Y_pred, Y_t)
         R = torch.as_tensor(np.asarray(R, np.float32) if not isinstance(R, torch.Tensor) else R, device=Y_pred.device)
         if R.numel() != len(Y_pred):
             raise ValueError(error_message("reward_func", f"one reward per row ({len(Y_pred)})", R))

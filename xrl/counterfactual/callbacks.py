@@ -19,7 +19,7 @@ from .cfrl import Callback
 
 
 class _EveryN(Callback):
-    def __init__(self, every: int = 100, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, every: int = 100) -> None:
         check_scalar("every", every, int, low=1)
         self.every, self.path = every, None if path is None else Path(path)
         if self.path is not None:
@@ -39,9 +39,6 @@ class _EveryN(Callback):
 class JSONLLogger(_EveryN):
     """Append one JSON object per logged step to ``path`` (``step, update, reward, critic_loss, actor_loss, ...``)."""
 
-    def __init__(self, path: str | os.PathLike, every: int = 100) -> None:
-        super().__init__(every, path)
-
     def log(self, row: dict[str, Any], sample: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -50,9 +47,7 @@ class JSONLLogger(_EveryN):
 class CSVLogger(_EveryN):
     """Write a CSV of the logged steps (header from the first row)."""
 
-    def __init__(self, path: str | os.PathLike, every: int = 100) -> None:
-        super().__init__(every, path)
-        self._fields: list[str] | None = None
+    _fields: list[str] | None = None
 
     def log(self, row: dict[str, Any], sample: dict) -> None:
         new, self._fields = self._fields is None, self._fields or list(row)
@@ -69,7 +64,7 @@ class TensorBoardLogger(_EveryN):
 
     def __init__(self, log_dir: str | os.PathLike, every: int = 100, log_images: bool = False,
                  num_images: int = 10) -> None:
-        super().__init__(every)
+        super().__init__(None, every)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # pragma: no cover - depends on the optional extra

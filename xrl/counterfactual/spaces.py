@@ -16,7 +16,7 @@ from .._validation import as_float_array, error_message
 from .conditioning import TabularConstraints
 from .config import generate_empty_condition, identity_function
 from .losses import l1_sparsity, tabular_sparsity
-from .blackbox import to_numpy
+from .blackbox import call_user, to_numpy
 
 
 @dataclasses.dataclass
@@ -37,11 +37,6 @@ class Rows:
 def _check_rows(X: Any) -> None:
     if len(X) == 0:
         raise ValueError(error_message("X", "at least one row", X, "pass the instances to explain as [N, ...], N >= 1"))
-
-
-def _call(f: Any, *args: Any) -> Any:
-    """alibi's functions receive numpy arrays, unless they set ``tensor_native = True``."""
-    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
 
 
 class ImageSpace:
@@ -70,7 +65,7 @@ class ImageSpace:
 
     def condition(self, rows: Rows, generator: torch.Generator) -> torch.Tensor | None:
         f = self.c["conditional_func"]
-        C = None if f is generate_empty_condition else _call(f, rows.model)
+        C = None if f is generate_empty_condition else call_user(f, rows.model)
         return None if C is None else torch.as_tensor(C, dtype=torch.float32, device=self.device).reshape(len(rows), -1)
 
     def explain_condition(self, C: Any, rows: Rows, cond_dim: int) -> torch.Tensor | None:
@@ -88,12 +83,12 @@ class ImageSpace:
 
     def counterfactual(self, decoded: Any, rows: Rows, C: torch.Tensor | None) -> Any:
         for f in self.c["postprocessing_funcs"]:
-            decoded = _call(f, decoded, rows.model, C)
+            decoded = call_user(f, decoded, rows.model, C)
         return decoded
 
     def predictor_input(self, X_cf: Any) -> Any:
         inv = self.c["decoder_inv_preprocessor"]
-        return X_cf if inv is identity_function else _call(inv, X_cf)
+        return X_cf if inv is identity_function else call_user(inv, X_cf)
 
     def black_box_input(self, X: Any, start: int, stop: int) -> Any:
         return X[start:stop]
