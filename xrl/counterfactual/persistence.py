@@ -85,10 +85,7 @@ def _settings(config: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def load(cls: type, path: Any, predictor: Any, device: Any, kwargs: dict[str, Any]) -> Any:
     path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"path: expected a directory written by {cls.__name__}.save, got {str(path)!r} "
-                                "(missing)")
-    io.verify_directory(path)
+    io.verify_directory(path)  # FileNotFoundError for a missing directory
     config = io.load_json(path / "config.json")
     fields, functions = _settings(config, path)
     if config["class"] != cls.__name__:

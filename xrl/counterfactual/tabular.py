@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .. import io
-from .._validation import check_scalar, error_message
+from .._validation import check_is_fitted, check_scalar, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
 from .cfrl import CounterfactualRL
@@ -172,7 +172,7 @@ class CounterfactualRLTabular(CounterfactualRL):
             ``data["orig"]["X"|"class"]``, ``data["cf"]["X"|"class"]`` (original format), ``data["target"]``,
             ``data["condition"]`` and ``data["valid"]`` (bool per counterfactual).
         """
-        self._check_fitted()
+        check_is_fitted(self, "task")
         batch_size = as_int("batch_size", batch_size, 1)
         rows = self.space.rows(self.space.check(X))
         T = self.task.targets(Y_t, len(rows), self.device)
@@ -192,13 +192,9 @@ class CounterfactualRLTabular(CounterfactualRL):
 
     def _retry_missed(self, rows: Rows, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None, cf: Rows,
                       Y_cf: torch.Tensor, retries: int, batch_size: int) -> None:
-        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output.
-
-        A row's result depends on that row only, never on where it sits in ``X``: its perturbations come from a
-        generator seeded with the explainer's seed and the row itself (:func:`_row_seed` of its codes, target and
-        condition), and the perturbed rows are decoded with the other missed rows of the same ``batch_size`` batch
-        only. So explaining ``X`` in pieces of whole batches (as :func:`xrl.distributed.explain` does) gives the same
-        counterfactuals as one call."""
+        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output. A row's
+        perturbations are seeded by the row itself (:func:`_row_seed`) and decoded with the other missed rows of its
+        ``batch_size`` batch only, so explaining ``X`` in pieces of whole batches gives the same result as one call."""
         missed = (~self.task.valid(Y_cf, T)).nonzero().squeeze(1)
         if len(missed) == 0:
             return
