@@ -27,11 +27,9 @@ def check_float32_module(name: str, module: Any) -> None:
 
 
 class BlackBox:
-    """The user's ``predictor``, called exactly as given from the caller's thread: a ``torch.nn.Module`` with float32
-    tensors on ``device`` (in eval mode, without gradients; every submodule's own mode comes back), any other callable
-    with numpy arrays (acceleration only when asked for, through :mod:`xrl.accel`). ``black_box(X)`` returns a copy of
-    its answer (a black box may hand out a view of a buffer it reuses) as float32 ``[N, K]`` on ``device``, checked;
-    ``classes``: the column count it must have (set by ``fit``)."""
+    """The user's ``predictor``, called as :class:`~xrl.counterfactual.CounterfactualRL` documents. ``black_box(X)``
+    returns a copy of its answer (a black box may reuse its output buffer) as float32 ``[N, K]`` on ``device``,
+    checked; ``classes``: the column count it must have (set by ``fit``)."""
 
     def __init__(self, predictor: Callable, device: torch.device, accelerate: str | None = None) -> None:
         if not callable(predictor):
@@ -148,13 +146,11 @@ class Task:
 
     def reward(self, reward_func: Callable, Y_pred: torch.Tensor, Y_t: torch.Tensor) -> torch.Tensor:
         """Element-wise reward ``[N]`` (float) of predictions ``Y_pred`` for targets ``Y_t``."""
-        if reward_func is get_classification_reward:
-            if self.intervals:
-                return interval_reward(Y_pred, Y_t)
-            if self.regression:
+        if reward_func is get_classification_reward:  # classes reached, or predictions inside target intervals
+            if self.regression and not self.intervals:
                 raise ValueError("reward_func: the predictor returns one value per row (regression), so the default "
                                  "classification reward does not apply; pass reward_func(Y_pred, Y_target) -> [N]")
-            return (Y_pred.argmax(1) == Y_t.argmax(1)).float()
+            return self.valid(Y_pred, Y_t).float()
         R = call_user(reward_func, Y_pred, Y_t)
         R = torch.as_tensor(np.asarray(R, np.float32) if not isinstance(R, torch.Tensor) else R, device=Y_pred.device)
         if R.numel() != len(Y_pred):

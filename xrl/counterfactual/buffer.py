@@ -1,7 +1,7 @@
 """Experience replay and exploration noise for CFRL's DDPG (alibi's ``ReplayBuffer`` / ``NormalActionNoise`` API)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -12,8 +12,8 @@ __all__ = ["ReplayBuffer", "NormalActionNoise"]
 
 
 class NormalActionNoise:
-    """Gaussian exploration noise ``mu + sigma * N(0, 1)`` (alibi's API): ``noise(shape)`` returns a numpy array drawn
-    from ``generator``, else from numpy's global RNG as in alibi. CFRL's own loop draws from its seeded generator."""
+    """Gaussian exploration noise ``mu + sigma * N(0, 1)``: ``noise(shape)`` returns numpy (alibi's API; from
+    ``generator``, else numpy's global RNG), ``noise.sample(shape, device, generator)`` a tensor (torch generator)."""
 
     def __init__(self, mu: float, sigma: float, generator: np.random.Generator | None = None) -> None:
         check_scalar("sigma", sigma, low=0)
@@ -22,6 +22,10 @@ class NormalActionNoise:
     def __call__(self, shape: tuple[int, ...]) -> np.ndarray:
         draw = self.generator.standard_normal if self.generator is not None else np.random.standard_normal
         return self.mu + self.sigma * draw(shape)
+
+    def sample(self, shape: Sequence[int], device: torch.device | str = "cpu",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.mu + self.sigma * torch.randn(tuple(shape), device=device, generator=generator)
 
     def __repr__(self) -> str:
         return f"NormalActionNoise(mu={self.mu}, sigma={self.sigma})"

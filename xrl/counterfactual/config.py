@@ -130,7 +130,6 @@ FIELDS = tuple(f.name for f in dataclasses.fields(CFRLConfig))
 
 def as_int(name: str, value: Any, low: int | None = None) -> int:
     """``value`` as a python int (numpy integers accepted; bools and floats refused), checked against ``low``."""
-    value = int(value) if isinstance(value, np.integer) else value
     check_scalar(name, value, int, low=low)
     return int(value)
 
@@ -145,7 +144,6 @@ def _checked(name: str, value: Any) -> Any:
         return bool(value)
     if kind is int:
         return as_int(name, value, low)
-    value = value.item() if isinstance(value, (np.integer, np.floating)) else value
     check_scalar(name, value, (int, float), low=low, high=high, low_inclusive=name not in ("lr_actor", "lr_critic"))
     return float(value)
 

@@ -257,8 +257,6 @@ class CounterfactualRLTabular(CounterfactualRL):
     def _from_saved(cls, path: Any, predictor: Callable, nets: dict[str, nn.Module], settings: dict[str, Any],
                     device: torch.device) -> "CounterfactualRLTabular":
         tab = io.load_json(path / "tabular.json")
-        settings = {k: v for k, v in settings.items() if k not in ("encoder_preprocessor", "decoder_inv_preprocessor",
-                                                                   "postprocessing_funcs", "conditional_func")}
         return cls(predictor, nets["encoder"], nets["decoder"], settings.pop("latent_dim"),
                    TabularPreprocessor.from_config(tab["preprocessor"]), None, settings.pop("coeff_sparsity"),
                    settings.pop("coeff_consistency"), immutable_features=tab["immutable_features"],
