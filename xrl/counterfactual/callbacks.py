@@ -1,8 +1,6 @@
-"""Ready-made CFRL training callbacks that need no account or network: CSV/JSONL metric logs and TensorBoard.
-
-Each logs, every ``every`` steps: the step, the losses and the mean reward of the sampled batch (``R_tilde``, so no
-extra black-box call). The seed's W&B callbacks (reward / images / losses) map onto these: pass ``log_images=True`` to
-:class:`TensorBoardLogger` for the input / counterfactual / difference strip.
+"""Ready-made CFRL training callbacks that need no account or network: CSV/JSONL metric logs and TensorBoard. Each
+logs, every ``every`` steps, the step, the losses and the mean reward of the sampled batch (``R_tilde``: no extra
+black-box call); they replace the seed's W&B callbacks (``TensorBoardLogger(log_images=True)`` for the images).
 """
 from __future__ import annotations
 

@@ -163,9 +163,7 @@ LISTS = ("postprocessing_funcs", "callbacks")
 _REMOVED = {"pipeline": "the black box is always called from the caller's thread; drop the argument",
             "optimize_inference": "models run as given; to accelerate a module black box pass accelerate=...",
             "hindsight": "all_targets=True (the default) teaches the critic the class each counterfactual reached"}
-ALIBI_FIELDS = ("act_noise", "act_low", "act_high", "replay_buffer_size", "batch_size", "num_workers", "shuffle",
-                "exploration_steps", "update_every", "update_after", "train_steps", "lr_actor", "lr_critic",
-                "actor_hidden_dim", "critic_hidden_dim")
+ALIBI_FIELDS = FIELDS[FIELDS.index("act_noise"):FIELDS.index("critic_hidden_dim") + 1]  # xrl's own fields are after
 DEFAULT_BASE_PARAMS: dict[str, Any] = {**{k: getattr(CFRLConfig(), k) for k in ALIBI_FIELDS}, "backend": "pytorch",
                                        **{k: list(v) if isinstance(v, tuple) else v for k, v in COMPONENTS.items()}}
 """alibi's parameter keys and defaults (``backend`` is ``"pytorch"``, the only backend here)."""

@@ -1,9 +1,5 @@
-"""Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads.
-
-The DDPG loop and the explainers talk to a space only through the methods the two classes share: :class:`ImageSpace`
-(alibi's generic pipeline) and :class:`TabularSpace` (each row's exact original codes beside its model-space row,
-decoding through :class:`~xrl.counterfactual.conditioning.TabularConstraints`).
-"""
+"""Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads. The DDPG
+loop and the explainers use a space only through the methods :class:`ImageSpace` and :class:`TabularSpace` share."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +30,10 @@ class Rows:
         return Rows(self.model[idx], None if self.codes is None else self.codes[idx])
 
 
-def _check_rows(X: Any) -> None:
+def _with_rows(X: np.ndarray) -> np.ndarray:
     if len(X) == 0:
         raise ValueError(error_message("X", "at least one row", X, "pass the instances to explain as [N, ...], N >= 1"))
+    return X
 
 
 class ImageSpace:
@@ -50,8 +47,7 @@ class ImageSpace:
         self.c, self.device = components, device
 
     def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
-        X = np.ascontiguousarray(as_float_array("X", X, ndim_min=2))  # views with negative strides included
-        _check_rows(X)
+        X = _with_rows(np.ascontiguousarray(as_float_array("X", X, ndim_min=2)))  # negative strides included
         if x_shape is not None and tuple(X.shape[1:]) != tuple(x_shape):
             raise ValueError(f"X: expected rows shaped {tuple(x_shape)} (as in training), got {tuple(X.shape[1:])}")
         return X
@@ -124,9 +120,7 @@ class TabularSpace:
         self.conditional, self.weight_num, self.weight_cat = conditional, weight_num, weight_cat
 
     def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
-        A = self.pre.to_codes(X, "X")
-        _check_rows(A)
-        return A
+        return _with_rows(self.pre.to_codes(X, "X"))
 
     def rows(self, A: Any) -> Rows:
         A = torch.as_tensor(A, device=self.device)

@@ -77,8 +77,8 @@ class CounterfactualRLTabular(CounterfactualRL):
     feature_names, category_map
         Optional; when given they must match the preprocessor's (``category_map`` keys by index or name).
     immutable_features, ranges
-        Features that never change; ``{numerical feature: [low, high]}``, ``-1 <= low <= 0 <= high <= 1``, the allowed
-        change as a fraction of the feature's training range (``{"Age": [0, 1]}``: may only increase).
+        Features that never change; allowed changes as fractions of the training range (``{"Age": [0, 1]}``: Age may
+        only increase), as :class:`~.conditioning.TabularConstraints` documents.
     weight_num, weight_cat
         Weights of the numerical (L1) and categorical (L0) sparsity terms.
     conditional
@@ -161,10 +161,9 @@ class CounterfactualRLTabular(CounterfactualRL):
             standard deviations and the same categories) and return up to ``num_samples``.
         retries
             For rows whose counterfactual misses the target, try this many perturbations of the actor's latent output
-            (Gaussian, standard deviation ``act_noise``, seeded per row from the explainer's seed and the row itself, so
-            that a row's result does not depend on the other rows) and keep the valid one nearest to the actor's output;
-            valid rows are left as they are and constraints still hold. ``None``: ``DEFAULT_RETRIES`` (16); 0 returns
-            the actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
+            (Gaussian, standard deviation ``act_noise``, seeded by the explainer's seed and the row itself) and keep the
+            valid one nearest to the actor's output; constraints still hold. ``None``: ``DEFAULT_RETRIES`` (16); 0
+            returns the actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
 
         Returns
         -------
