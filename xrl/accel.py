@@ -2,11 +2,10 @@
 
 ``accelerate(module, mode)`` runs ``module`` on a fast path once that path has agreed with the eager module on its
 first ``checks`` calls (within ``atol``; those calls return the eager answer); if it fails or disagrees, it warns once
-(:class:`AccelerationWarning`) and runs eagerly from then on. ``"channels_last"``: each call runs with the 4-D
-(convolution) weights and inputs in channels-last memory format and every parameter gets its own tensor back (nothing
-is compiled or kept: in-place weight changes, hooks and data-dependent branches act as in eager mode; CFRL uses it for
-its frozen encoder and decoder). ``"compile"``: ``torch.compile`` (inductor builds code on first use: it needs a C++
-compiler on CPU and may start torch's compile workers). Both may differ from eager in a float's last bits.
+(:class:`AccelerationWarning`) and runs eagerly from then on. ``"channels_last"``: each call runs with the 4-D weights
+and inputs in channels-last memory format, nothing compiled or kept (in-place weight changes, hooks and data-dependent
+branches act as in eager mode). ``"compile"``: ``torch.compile`` (inductor needs a C++ compiler on CPU and may start
+torch's compile workers). Both may differ from eager in a float's last bits.
 """
 from __future__ import annotations
 
@@ -42,10 +41,8 @@ def channels_last(*modules: torch.nn.Module) -> Iterator[None]:
 
 
 class Accelerated:
-    """``module`` on a fast path, checked against eager on its first ``checks`` calls (see the module doc).
-
-    ``status`` says what runs: ``"checking"``, ``"accelerated"`` or ``"eager (<reason>)"``.
-    """
+    """``module`` on a fast path, checked against eager on its first ``checks`` calls (see the module doc);
+    ``status`` says what runs: ``"checking"``, ``"accelerated"`` or ``"eager (<reason>)"``."""
 
     def __init__(self, module: torch.nn.Module, mode: str, name: str = "module", checks: int = 2,
                  atol: float = 1e-5) -> None:

@@ -24,6 +24,19 @@ def mixed(n=60, seed=0):
     return X
 
 
+def violations(cons, A, A_cf, C):
+    """Rows of ``A_cf`` breaking immutability, the numerical bounds or the categorical masks of ``C``."""
+    pre = cons.pre
+    imm = [pre.feature_names_.index(f) for f in cons.immutable_features]
+    low, high = cons.bounds(A, C)
+    x = A_cf[:, pre.num_idx_]
+    masks = torch.split(C[:, 2 * cons.n_num:], list(pre.cat_sizes_), 1)
+    bad_mask = [m.gather(1, A_cf[:, j].long()[:, None])[:, 0] == 0 for j, m in zip(pre.cat_idx_, masks)]
+    return {"immutable": int((A_cf[:, imm] != A[:, imm]).any(1).sum()),
+            "range": int(((x < low) | (x > high)).any(1).sum()),
+            "mask": int(torch.stack(bad_mask, 1).any(1).sum())}
+
+
 def codes_array(n=60, seed=0):
     pre = TabularPreprocessor(NAMES, CMAP).fit(mixed(n, seed))
     return pre.to_codes(mixed(n, seed))
@@ -177,7 +190,7 @@ def test_projection_never_violates_constraints(seed, scale, diverse, age_hi, hou
         cons.check_condition(C, A)
         heads = [torch.randn(32, k, generator=g) * scale for k in pre.head_dims]
         A_cf = cons.project(heads, A, C)
-        assert cons.violations(A, A_cf, C) == {"immutable": 0, "range": 0, "mask": 0}
+        assert violations(cons, A, A_cf, C) == {"immutable": 0, "range": 0, "mask": 0}
         assert (A_cf[:, 0] >= A[:, 0]).all()  # Age only increases
         assert (A_cf[:, 0] == torch.round(A_cf[:, 0])).all() and (A_cf[:, 4] == A[:, 4]).all()
         assert (A_cf[:, 3] == A[:, 3]).all()

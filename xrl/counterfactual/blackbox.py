@@ -27,11 +27,9 @@ def check_float32_module(name: str, module: Any) -> None:
 
 
 class BlackBox:
-    """The user's ``predictor``, called exactly as given from the caller's thread: a ``torch.nn.Module`` with float32
-    tensors on ``device`` (in eval mode, without gradients; every submodule's own mode comes back), any other callable
-    with numpy arrays (acceleration only when asked for, through :mod:`xrl.accel`). ``black_box(X)`` returns a copy of
-    its answer (a black box may hand out a view of a buffer it reuses) as float32 ``[N, K]`` on ``device``, checked;
-    ``classes``: the column count it must have (set by ``fit``)."""
+    """The user's ``predictor``, called as :class:`~xrl.counterfactual.CounterfactualRL` documents. ``black_box(X)``
+    returns a copy of its answer (a black box may reuse its output buffer) as float32 ``[N, K]`` on ``device``,
+    checked; ``classes``: the column count it must have (set by ``fit``)."""
 
     def __init__(self, predictor: Callable, device: torch.device, accelerate: str | None = None) -> None:
         if not callable(predictor):
@@ -86,6 +84,11 @@ def to_numpy(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [to_numpy(e) for e in x]
     return np.asarray(x)
+
+
+def call_user(f: Callable, *args: Any) -> Any:
+    """Call one of alibi's user functions with numpy arrays, or with tensors if it sets ``tensor_native = True``."""
+    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
 
 
 def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tensor:
@@ -143,15 +146,12 @@ class Task:
 
     def reward(self, reward_func: Callable, Y_pred: torch.Tensor, Y_t: torch.Tensor) -> torch.Tensor:
         """Element-wise reward ``[N]`` (float) of predictions ``Y_pred`` for targets ``Y_t``."""
-        if reward_func is get_classification_reward:
-            if self.intervals:
-                return interval_reward(Y_pred, Y_t)
-            if self.regression:
+        if reward_func is get_classification_reward:  # classes reached, or predictions inside target intervals
+            if self.regression and not self.intervals:
                 raise ValueError("reward_func: the predictor returns one value per row (regression), so the default "
                                  "classification reward does not apply; pass reward_func(Y_pred, Y_target) -> [N]")
-            return (Y_pred.argmax(1) == Y_t.argmax(1)).float()
-        native = getattr(reward_func, "tensor_native", False)
-        R = reward_func(Y_pred, Y_t) if native else reward_func(to_numpy(Y_pred), to_numpy(Y_t))
+            return self.valid(Y_pred, Y_t).float()
+        R = call_user(reward_func, Y_pred, Y_t)
         R = torch.as_tensor(np.asarray(R, np.float32) if not isinstance(R, torch.Tensor) else R, device=Y_pred.device)
         if R.numel() != len(Y_pred):
             raise ValueError(error_message("reward_func", f"one reward per row ({len(Y_pred)})", R))

@@ -12,11 +12,8 @@ __all__ = ["ReplayBuffer", "NormalActionNoise"]
 
 
 class NormalActionNoise:
-    """Gaussian exploration noise ``mu + sigma * N(0, 1)``.
-
-    ``noise(shape)`` returns numpy (alibi's API; from ``generator``, else numpy's global RNG); ``noise.sample(shape,
-    device, generator)`` draws a tensor from a ``torch.Generator`` (what the training loop uses).
-    """
+    """Gaussian exploration noise ``mu + sigma * N(0, 1)``: ``noise(shape)`` returns numpy (alibi's API; from
+    ``generator``, else numpy's global RNG), ``noise.sample(shape, device, generator)`` a tensor (torch generator)."""
 
     def __init__(self, mu: float, sigma: float, generator: np.random.Generator | None = None) -> None:
         check_scalar("sigma", sigma, low=0)

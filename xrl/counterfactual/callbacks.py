@@ -1,8 +1,6 @@
-"""Ready-made CFRL training callbacks that need no account or network: CSV/JSONL metric logs and TensorBoard.
-
-Each logs, every ``every`` steps: the step, the losses and the mean reward of the sampled batch (``R_tilde``, so no
-extra black-box call). The seed's W&B callbacks (reward / images / losses) map onto these: pass ``log_images=True`` to
-:class:`TensorBoardLogger` for the input / counterfactual / difference strip.
+"""Ready-made CFRL training callbacks that need no account or network: CSV/JSONL metric logs and TensorBoard. Each
+logs, every ``every`` steps, the step, the losses and the mean reward of the sampled batch (``R_tilde``: no extra
+black-box call); they replace the seed's W&B callbacks (``TensorBoardLogger(log_images=True)`` for the images).
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from .cfrl import Callback
 
 
 class _EveryN(Callback):
-    def __init__(self, every: int = 100, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, every: int = 100) -> None:
         check_scalar("every", every, int, low=1)
         self.every, self.path = every, None if path is None else Path(path)
         if self.path is not None:
@@ -39,9 +37,6 @@ class _EveryN(Callback):
 class JSONLLogger(_EveryN):
     """Append one JSON object per logged step to ``path`` (``step, update, reward, critic_loss, actor_loss, ...``)."""
 
-    def __init__(self, path: str | os.PathLike, every: int = 100) -> None:
-        super().__init__(every, path)
-
     def log(self, row: dict[str, Any], sample: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -50,9 +45,7 @@ class JSONLLogger(_EveryN):
 class CSVLogger(_EveryN):
     """Write a CSV of the logged steps (header from the first row)."""
 
-    def __init__(self, path: str | os.PathLike, every: int = 100) -> None:
-        super().__init__(every, path)
-        self._fields: list[str] | None = None
+    _fields: list[str] | None = None
 
     def log(self, row: dict[str, Any], sample: dict) -> None:
         new, self._fields = self._fields is None, self._fields or list(row)
@@ -69,7 +62,7 @@ class TensorBoardLogger(_EveryN):
 
     def __init__(self, log_dir: str | os.PathLike, every: int = 100, log_images: bool = False,
                  num_images: int = 10) -> None:
-        super().__init__(every)
+        super().__init__(None, every)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # pragma: no cover - depends on the optional extra

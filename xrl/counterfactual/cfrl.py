@@ -15,14 +15,14 @@ import torch
 import torch.nn as nn
 
 from .. import accel
-from .._utils import eval_mode, resolve_device
-from .._validation import error_message
+from .._utils import eval_mode, init_rng, resolve_device
+from .._validation import check_is_fitted, error_message
 from ..models import Actor, Critic
 from . import persistence
 from .blackbox import BlackBox, Task, check_float32_module, to_numpy
 from .buffer import ReplayBuffer
 from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
-from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label, prepare
+from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
 
@@ -121,8 +121,7 @@ class CounterfactualRL:
         self._encode = accel.accelerate(self.encoder, "channels_last", "encoder")
         self._decode = accel.accelerate(self.decoder, "channels_last", "decoder")
         self.black_box, c = BlackBox(predictor, self.device, accelerate), self.components
-        with torch.random.fork_rng(devices=[]):  # seeded default networks; the global RNG comes back unchanged
-            torch.manual_seed(self.config.seed)
+        with init_rng(self.config.seed):  # seeded default networks (built on the CPU); the global RNG is untouched
             c["actor"] = (Actor(self.config.actor_hidden_dim, self.config.latent_dim) if c["actor"] is None
                           else c["actor"]).to(self.device)
             c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None
@@ -188,9 +187,17 @@ class CounterfactualRL:
         return self
 
     def _training_data(self, X: np.ndarray) -> TrainingData:
-        """The training set's rows, embeddings and labels; on the first fit, the task and the networks' sizes."""
-        rows, Z, Y = prepare(self.space, X, self.black_box, self._encode, self._decode, self.config.batch_size,
-                             self.config.latent_dim)
+        """The training set's rows, embeddings and labels, computed once per ``fit``; on the first fit, the task and
+        the networks' sizes."""
+        rows, B, latent_dim = self.space.rows(X), self.config.batch_size, self.config.latent_dim
+        Y = self._label(X, len(X), B)
+        with torch.no_grad():
+            Z = torch.cat([self._encode(rows.model[i:i + B]) for i in range(0, len(rows), B)])
+            if Z.ndim != 2 or (latent_dim is not None and Z.shape[1] != latent_dim):
+                size = Z.shape[1] if Z.ndim == 2 else tuple(Z.shape[1:])
+                raise ValueError(error_message("latent_dim", f"the encoder's output size {size}", latent_dim,
+                                               "the encoder must output [N, latent_dim] embeddings"))
+            self.space.check_decoded(self._decode(Z[:2]), rows)
         if self.task is None:
             self.task, self.black_box.classes = Task.from_predictions(Y, self._intervals), int(Y.shape[1])
             self.x_shape, self.config = tuple(X.shape[1:]), dataclasses.replace(self.config, latent_dim=Z.shape[1])
@@ -236,10 +243,6 @@ class CounterfactualRL:
                         self.decoder, self._encode, self._decode)
 
     # --------------------------------------------------------------------------------------------------- explain
-    def _check_fitted(self) -> None:
-        if self.task is None:
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(X) (or load a saved explainer)")
-
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:
         """Counterfactuals of ``X`` towards the targets ``Y_t`` (one per row, or one for all rows).
 
@@ -247,7 +250,7 @@ class CounterfactualRL:
         ``data['target']`` and ``data['condition']`` (classes as ``[N, 1]`` arrays, as in alibi). The reported
         classes are what the predictor returned for the returned counterfactuals.
         """
-        self._check_fitted()
+        check_is_fitted(self, "task")
         X = self.space.check(X, self.x_shape)
         batch_size = as_int("batch_size", batch_size, 1)
         T = self.task.targets(Y_t, len(X), self.device)
@@ -277,11 +280,9 @@ class CounterfactualRL:
 
     def _settle_acceleration(self, probe: Rows) -> None:
         """Finish the accelerated encoder's and decoder's agreement checks on ``probe`` before any counterfactual is
-        computed. A checked call returns the eager answer (:mod:`xrl.accel`), so without this the first batches an
-        explainer computes after ``load`` would differ in the last bits from the same batches computed later: the
-        result would depend on what the object computed before. Settled, every batch runs on one path, and explaining
-        rows in pieces of whole batches, in any order or process (:func:`xrl.distributed.explain`), gives the same
-        counterfactuals as one call."""
+        computed: checked calls return the eager answer (:mod:`xrl.accel`), so the first batches would otherwise differ
+        in the last bits from later ones. Settled, every batch runs on one path, and explaining rows in pieces of whole
+        batches, in any order or process (:func:`xrl.distributed.explain`), gives the same result as one call."""
         for _ in range(8):  # Accelerated.checks calls (2), or a fall-back to eager, end the checks
             if "checking" not in (getattr(self._encode, "status", None), getattr(self._decode, "status", None)):
                 return

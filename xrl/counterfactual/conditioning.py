@@ -252,19 +252,3 @@ class TabularConstraints:
             mask = pre.pad_categorical(C[:, 2 * self.n_num:].to(logits.dtype), 0.0)  # [B, n_cat, Kmax]
             out[:, pre._layout(A.device)["cat_idx"]] = logits.masked_fill(mask == 0, float("-inf")).argmax(-1).double()
         return out
-
-    def violations(self, A: torch.Tensor, A_cf: torch.Tensor, C: torch.Tensor) -> dict[str, int]:
-        """Count rows breaking immutability, numerical bounds or categorical masks (0 for :meth:`project`'s output)."""
-        pre, out = self.pre, {"immutable": 0, "range": 0, "mask": 0}
-        imm = [pre.feature_names_.index(f) for f in self.immutable_features]
-        if imm:
-            out["immutable"] = int((A_cf[:, imm] != A[:, imm]).any(1).sum())
-        if self.n_num:
-            low, high = self.bounds(A, C)
-            x = A_cf[:, self._t(A.device)["num_idx"]]
-            out["range"] = int(((x < low) | (x > high)).any(1).sum())
-        bad = torch.zeros(A.shape[0], dtype=torch.bool, device=A.device)
-        for j, m in zip(pre.cat_idx_, torch.split(C[:, 2 * self.n_num:], list(pre.cat_sizes_), 1)):
-            bad |= m.gather(1, A_cf[:, j].long()[:, None])[:, 0] == 0
-        out["mask"] = int(bad.sum())
-        return out

@@ -130,7 +130,6 @@ FIELDS = tuple(f.name for f in dataclasses.fields(CFRLConfig))
 
 def as_int(name: str, value: Any, low: int | None = None) -> int:
     """``value`` as a python int (numpy integers accepted; bools and floats refused), checked against ``low``."""
-    value = int(value) if isinstance(value, np.integer) else value
     check_scalar(name, value, int, low=low)
     return int(value)
 
@@ -145,7 +144,6 @@ def _checked(name: str, value: Any) -> Any:
         return bool(value)
     if kind is int:
         return as_int(name, value, low)
-    value = value.item() if isinstance(value, (np.integer, np.floating)) else value
     check_scalar(name, value, (int, float), low=low, high=high, low_inclusive=name not in ("lr_actor", "lr_critic"))
     return float(value)
 
@@ -165,9 +163,7 @@ LISTS = ("postprocessing_funcs", "callbacks")
 _REMOVED = {"pipeline": "the black box is always called from the caller's thread; drop the argument",
             "optimize_inference": "models run as given; to accelerate a module black box pass accelerate=...",
             "hindsight": "all_targets=True (the default) teaches the critic the class each counterfactual reached"}
-ALIBI_FIELDS = ("act_noise", "act_low", "act_high", "replay_buffer_size", "batch_size", "num_workers", "shuffle",
-                "exploration_steps", "update_every", "update_after", "train_steps", "lr_actor", "lr_critic",
-                "actor_hidden_dim", "critic_hidden_dim")
+ALIBI_FIELDS = FIELDS[FIELDS.index("act_noise"):FIELDS.index("critic_hidden_dim") + 1]  # xrl's own fields are after
 DEFAULT_BASE_PARAMS: dict[str, Any] = {**{k: getattr(CFRLConfig(), k) for k in ALIBI_FIELDS}, "backend": "pytorch",
                                        **{k: list(v) if isinstance(v, tuple) else v for k, v in COMPONENTS.items()}}
 """alibi's parameter keys and defaults (``backend`` is ``"pytorch"``, the only backend here)."""

@@ -2,8 +2,8 @@
 
 A state is an instance's embedding ``z``, the black box's label ``y_m``, a target ``y_t`` and a condition ``c``; the
 action is a counterfactual embedding; the reward says whether the black box gives the target for its decoding. States
-do not depend on actions, so the training set's embeddings and labels are computed once (:func:`prepare`) and the
-replay buffer stores row indices. :meth:`DDPG.run` is the loop, in algorithm order.
+do not depend on actions, so the training set's embeddings and labels are computed once (``CounterfactualRL.fit``) and
+the replay buffer stores row indices. :meth:`DDPG.run` is the loop, in algorithm order.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from .. import io
 from .._utils import eval_mode
-from .._validation import error_message
 from ..models import Actor
 from .blackbox import BlackBox, Task, to_numpy
 from .buffer import ReplayBuffer
@@ -102,21 +101,6 @@ def label(black_box: BlackBox, space: Any, X: Any, n: int, chunk: int) -> torch.
     return torch.cat([black_box(space.black_box_input(X, i, min(i + chunk, n))) for i in range(0, n, chunk)])
 
 
-def prepare(space: Any, X: np.ndarray, black_box: BlackBox, encode: Callable, decode: Callable, batch_size: int,
-            latent_dim: int | None) -> tuple[Rows, torch.Tensor, torch.Tensor]:
-    """The training set's rows, embeddings ``Z`` and black-box predictions (raw, ``[N, K]``), computed once."""
-    rows = space.rows(X)
-    Y = label(black_box, space, X, len(X), space.label_rows or batch_size)
-    with torch.no_grad():
-        Z = torch.cat([encode(rows.model[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
-        if Z.ndim != 2 or (latent_dim is not None and Z.shape[1] != latent_dim):
-            size = Z.shape[1] if Z.ndim == 2 else tuple(Z.shape[1:])
-            raise ValueError(error_message("latent_dim", f"the encoder's output size {size}", latent_dim,
-                                           "the encoder must output [N, latent_dim] embeddings"))
-        space.check_decoded(decode(Z[:2]), rows)
-    return rows, Z, Y
-
-
 @contextmanager
 def frozen(*modules: nn.Module) -> Iterator[None]:
     """No weight gradients for ``modules`` inside (inputs still get them); each parameter's flag comes back."""
@@ -141,13 +125,14 @@ class _Undo:
 
     def __init__(self, state: TrainingState, nets: Networks | None, steps: int) -> None:
         buf, B = state.buffer, state.buffer.batch_size
-        self.state, self.nets, self.rng = state, nets, state.generator.get_state()
+        self.state, self.rng = state, state.generator.get_state()
         self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, B, dict(buf.data))
         slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
         self.slots = [(slice(s * B, (s + 1) * B), {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()})
                       for s in slots]
-        self.weights = nets and [({k: v.clone() for k, v in m.state_dict().items()}, io.optimizer_to_tensors(o))
-                                 for m, o in ((nets.actor, nets.optimizer_actor), (nets.critic, nets.optimizer_critic))]
+        self.nets = nets and ((nets.actor, nets.optimizer_actor), (nets.critic, nets.optimizer_critic))
+        self.weights = [({k: v.clone() for k, v in m.state_dict().items()}, io.optimizer_to_tensors(o))
+                        for m, o in self.nets or ()]
 
     def restore(self) -> None:
         state, buf = self.state, self.state.buffer
@@ -156,10 +141,7 @@ class _Undo:
         for rows, saved in self.slots:
             for k, v in saved.items():
                 buf.data[k][rows] = v
-        nets = self.nets
-        for (m, o), (weights, (tensors, meta)) in zip(nets and ((nets.actor, nets.optimizer_actor),
-                                                                (nets.critic, nets.optimizer_critic)) or (),
-                                                       self.weights or ()):
+        for (m, o), (weights, (tensors, meta)) in zip(self.nets or (), self.weights):
             m.load_state_dict(weights)
             io.load_optimizer(o, tensors, meta)
 

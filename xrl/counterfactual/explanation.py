@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..io import _jsonable
+
 
 class Explanation:
     """Result of ``explain``: ``meta`` (explainer name and parameters) and ``data`` (arrays).
@@ -34,11 +36,5 @@ class Explanation:
         return f"Explanation(meta={{'name': {self.meta.get('name')!r}}}, data={describe(self.data)})"
 
     def to_json(self) -> str:
-        def conv(v: Any) -> Any:
-            if isinstance(v, (np.ndarray, np.integer, np.floating)):
-                return v.tolist()
-            if isinstance(v, dict):
-                return {k: conv(x) for k, x in v.items()}
-            return [conv(x) for x in v] if isinstance(v, (list, tuple)) else v
-
-        return json.dumps({"meta": conv(self.meta), "data": conv(self.data)})
+        """``meta`` and ``data`` as JSON (arrays as nested lists)."""
+        return json.dumps({"meta": self.meta, "data": self.data}, default=_jsonable)

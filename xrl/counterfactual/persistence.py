@@ -18,13 +18,12 @@ from .. import io
 from .._utils import resolve_device
 from ..models._registry import build_model, model_spec
 from .buffer import ReplayBuffer
-from .config import COMPONENTS, FIELDS, FUNCTIONS, LISTS, function_name
+from .config import COMPONENTS, FIELDS, FUNCTIONS, LISTS, PRESETS, function_name
 from .ddpg import TrainingState
 from .blackbox import Task
 
 
 NETS = ("encoder", "decoder", "actor", "critic")
-_V1_DEFAULTS = {"all_targets": False, "saturation_penalty": 0.0, "lr_decay": 1.0, "sparsity_gate": 0.0}
 
 
 def _modules(ex: Any) -> dict[str, torch.nn.Module]:
@@ -79,16 +78,14 @@ def _settings(config: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not v1:
         return dict(config["config"]), config["functions"]
     params = config["params"]
-    fields = {**{k: params[k] for k in FIELDS if k in params}, **{k: config.get(k, v) for k, v in _V1_DEFAULTS.items()}}
+    fields = {k: params[k] for k in FIELDS if k in params}  # format 1 ran alibi's algorithm unless it says otherwise
+    fields.update({k: config.get(k, v) for k, v in PRESETS["alibi"].items()})
     return fields, {k: params.get(k) for k in (*FUNCTIONS, "postprocessing_funcs")}
 
 
 def load(cls: type, path: Any, predictor: Any, device: Any, kwargs: dict[str, Any]) -> Any:
     path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"path: expected a directory written by {cls.__name__}.save, got {str(path)!r} "
-                                "(missing)")
-    io.verify_directory(path)
+    io.verify_directory(path)  # FileNotFoundError for a missing directory
     config = io.load_json(path / "config.json")
     fields, functions = _settings(config, path)
     if config["class"] != cls.__name__:

@@ -1,9 +1,5 @@
-"""Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads.
-
-The DDPG loop and the explainers talk to a space only through the methods the two classes share: :class:`ImageSpace`
-(alibi's generic pipeline) and :class:`TabularSpace` (each row's exact original codes beside its model-space row,
-decoding through :class:`~xrl.counterfactual.conditioning.TabularConstraints`).
-"""
+"""Data spaces: how instances become what the encoder reads, and counterfactuals what the black box reads. The DDPG
+loop and the explainers use a space only through the methods :class:`ImageSpace` and :class:`TabularSpace` share."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +12,7 @@ from .._validation import as_float_array, error_message
 from .conditioning import TabularConstraints
 from .config import generate_empty_condition, identity_function
 from .losses import l1_sparsity, tabular_sparsity
-from .blackbox import to_numpy
+from .blackbox import call_user, to_numpy
 
 
 @dataclasses.dataclass
@@ -34,14 +30,10 @@ class Rows:
         return Rows(self.model[idx], None if self.codes is None else self.codes[idx])
 
 
-def _check_rows(X: Any) -> None:
+def _with_rows(X: np.ndarray) -> np.ndarray:
     if len(X) == 0:
         raise ValueError(error_message("X", "at least one row", X, "pass the instances to explain as [N, ...], N >= 1"))
-
-
-def _call(f: Any, *args: Any) -> Any:
-    """alibi's functions receive numpy arrays, unless they set ``tensor_native = True``."""
-    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
+    return X
 
 
 class ImageSpace:
@@ -55,8 +47,7 @@ class ImageSpace:
         self.c, self.device = components, device
 
     def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
-        X = np.ascontiguousarray(as_float_array("X", X, ndim_min=2))  # views with negative strides included
-        _check_rows(X)
+        X = _with_rows(np.ascontiguousarray(as_float_array("X", X, ndim_min=2)))  # negative strides included
         if x_shape is not None and tuple(X.shape[1:]) != tuple(x_shape):
             raise ValueError(f"X: expected rows shaped {tuple(x_shape)} (as in training), got {tuple(X.shape[1:])}")
         return X
@@ -70,7 +61,7 @@ class ImageSpace:
 
     def condition(self, rows: Rows, generator: torch.Generator) -> torch.Tensor | None:
         f = self.c["conditional_func"]
-        C = None if f is generate_empty_condition else _call(f, rows.model)
+        C = None if f is generate_empty_condition else call_user(f, rows.model)
         return None if C is None else torch.as_tensor(C, dtype=torch.float32, device=self.device).reshape(len(rows), -1)
 
     def explain_condition(self, C: Any, rows: Rows, cond_dim: int) -> torch.Tensor | None:
@@ -88,12 +79,12 @@ class ImageSpace:
 
     def counterfactual(self, decoded: Any, rows: Rows, C: torch.Tensor | None) -> Any:
         for f in self.c["postprocessing_funcs"]:
-            decoded = _call(f, decoded, rows.model, C)
+            decoded = call_user(f, decoded, rows.model, C)
         return decoded
 
     def predictor_input(self, X_cf: Any) -> Any:
         inv = self.c["decoder_inv_preprocessor"]
-        return X_cf if inv is identity_function else _call(inv, X_cf)
+        return X_cf if inv is identity_function else call_user(inv, X_cf)
 
     def black_box_input(self, X: Any, start: int, stop: int) -> Any:
         return X[start:stop]
@@ -129,9 +120,7 @@ class TabularSpace:
         self.conditional, self.weight_num, self.weight_cat = conditional, weight_num, weight_cat
 
     def check(self, X: Any, x_shape: tuple[int, ...] | None = None) -> np.ndarray:
-        A = self.pre.to_codes(X, "X")
-        _check_rows(A)
-        return A
+        return _with_rows(self.pre.to_codes(X, "X"))
 
     def rows(self, A: Any) -> Rows:
         A = torch.as_tensor(A, device=self.device)

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .. import io
-from .._validation import check_scalar, error_message
+from .._validation import check_is_fitted, check_scalar, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
 from .cfrl import CounterfactualRL
@@ -77,8 +77,8 @@ class CounterfactualRLTabular(CounterfactualRL):
     feature_names, category_map
         Optional; when given they must match the preprocessor's (``category_map`` keys by index or name).
     immutable_features, ranges
-        Features that never change; ``{numerical feature: [low, high]}``, ``-1 <= low <= 0 <= high <= 1``, the allowed
-        change as a fraction of the feature's training range (``{"Age": [0, 1]}``: may only increase).
+        Features that never change; allowed changes as fractions of the training range (``{"Age": [0, 1]}``: Age may
+        only increase), as :class:`~.conditioning.TabularConstraints` documents.
     weight_num, weight_cat
         Weights of the numerical (L1) and categorical (L0) sparsity terms.
     conditional
@@ -161,10 +161,9 @@ class CounterfactualRLTabular(CounterfactualRL):
             standard deviations and the same categories) and return up to ``num_samples``.
         retries
             For rows whose counterfactual misses the target, try this many perturbations of the actor's latent output
-            (Gaussian, standard deviation ``act_noise``, seeded per row from the explainer's seed and the row itself, so
-            that a row's result does not depend on the other rows) and keep the valid one nearest to the actor's output;
-            valid rows are left as they are and constraints still hold. ``None``: ``DEFAULT_RETRIES`` (16); 0 returns
-            the actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
+            (Gaussian, standard deviation ``act_noise``, seeded by the explainer's seed and the row itself) and keep the
+            valid one nearest to the actor's output; constraints still hold. ``None``: ``DEFAULT_RETRIES`` (16); 0
+            returns the actor's answer only, as alibi does. Costs ``retries`` black-box rows per missed row.
 
         Returns
         -------
@@ -172,7 +171,7 @@ class CounterfactualRLTabular(CounterfactualRL):
             ``data["orig"]["X"|"class"]``, ``data["cf"]["X"|"class"]`` (original format), ``data["target"]``,
             ``data["condition"]`` and ``data["valid"]`` (bool per counterfactual).
         """
-        self._check_fitted()
+        check_is_fitted(self, "task")
         batch_size = as_int("batch_size", batch_size, 1)
         rows = self.space.rows(self.space.check(X))
         T = self.task.targets(Y_t, len(rows), self.device)
@@ -192,13 +191,9 @@ class CounterfactualRLTabular(CounterfactualRL):
 
     def _retry_missed(self, rows: Rows, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None, cf: Rows,
                       Y_cf: torch.Tensor, retries: int, batch_size: int) -> None:
-        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output.
-
-        A row's result depends on that row only, never on where it sits in ``X``: its perturbations come from a
-        generator seeded with the explainer's seed and the row itself (:func:`_row_seed` of its codes, target and
-        condition), and the perturbed rows are decoded with the other missed rows of the same ``batch_size`` batch
-        only. So explaining ``X`` in pieces of whole batches (as :func:`xrl.distributed.explain` does) gives the same
-        counterfactuals as one call."""
+        """In place: replace missed counterfactuals by the valid perturbation nearest to the actor's output. A row's
+        perturbations are seeded by the row itself (:func:`_row_seed`) and decoded with the other missed rows of its
+        ``batch_size`` batch only, so explaining ``X`` in pieces of whole batches gives the same result as one call."""
         missed = (~self.task.valid(Y_cf, T)).nonzero().squeeze(1)
         if len(missed) == 0:
             return
@@ -261,8 +256,6 @@ class CounterfactualRLTabular(CounterfactualRL):
     def _from_saved(cls, path: Any, predictor: Callable, nets: dict[str, nn.Module], settings: dict[str, Any],
                     device: torch.device) -> "CounterfactualRLTabular":
         tab = io.load_json(path / "tabular.json")
-        settings = {k: v for k, v in settings.items() if k not in ("encoder_preprocessor", "decoder_inv_preprocessor",
-                                                                   "postprocessing_funcs", "conditional_func")}
         return cls(predictor, nets["encoder"], nets["decoder"], settings.pop("latent_dim"),
                    TabularPreprocessor.from_config(tab["preprocessor"]), None, settings.pop("coeff_sparsity"),
                    settings.pop("coeff_consistency"), immutable_features=tab["immutable_features"],
