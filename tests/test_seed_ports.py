@@ -30,6 +30,7 @@ def test_seed_000_cfrl_mnist_cells(seed_globals):
     from xrl.models.training import predict_batched, train_model
     from xrl.render import as_image
 
+    torch.manual_seed(0)                                               # (the test: a fixed initialization)
     (X_train, Y_train), (X_test, Y_test) = load_mnist()               # ADAPTED (1): channels first, in [0, 1]
     X_train, Y_train = X_train[:1000], Y_train[:1000]                 # (small sizes for the test)
     NUM_CLASSES = 10
