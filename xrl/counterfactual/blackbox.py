@@ -87,8 +87,8 @@ def to_numpy(x: Any) -> Any:
 
 
 def call_user(f: Callable, *args: Any) -> Any:
-    """Call one of alibi's user functions with numpy arrays, or with tensors if it sets ``tensor_native = True``."""
-    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
+    """Call one of alibi's user functions with numpy arrays (its contract)."""
+    return f(*(to_numpy(a) for a in args))
 
 
 def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from . import persistence
 from .blackbox import BlackBox, Task, check_float32_module, to_numpy
 from .buffer import ReplayBuffer
 from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
-from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label
+from .ddpg import DDPG, TrainingData, TrainingState, digest, label
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
 
@@ -30,10 +30,8 @@ __all__ = ["CounterfactualRL", "Callback", "Postprocessing"]
 
 
 class Postprocessing(ABC):
-    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays
-    (alibi's contract) or, when the subclass sets ``tensor_native = True``, on tensors on the explainer's device."""
-
-    tensor_native: bool = False
+    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays (alibi's
+    contract)."""
 
     @abstractmethod
     def __call__(self, X_cf: Any, X: Any, C: Any) -> Any:
@@ -175,8 +173,7 @@ class CounterfactualRL:
         with eval_mode(self.encoder, self.decoder):  # the frozen autoencoder never trains
             data = self._training_data(X)
             state = self._training_state(data)
-            ddpg = DDPG(self.config, self.space, self.task, self.black_box, self._networks(),
-                        self.components["reward_func"], self.components["callbacks"], self, self.progress)
+            ddpg = DDPG(self)
             t1, step0 = time.perf_counter(), state.step
             try:
                 ddpg.run(data, state)
@@ -204,7 +201,7 @@ class CounterfactualRL:
             probe = self.space.condition(rows[:2], torch.Generator(self.device).manual_seed(0))
             self.cond_dim = 0 if probe is None else int(probe.shape[1])
         self._materialize()
-        return TrainingData(rows, Z, self.task.labels(Y), fingerprint(X))
+        return TrainingData(rows, Z, self.task.labels(Y), digest(f"{X.shape}{X.dtype}".encode(), X).hex())
 
     def _training_state(self, data: TrainingData) -> TrainingState:
         if self._training is not None and self._training.fingerprint != data.fingerprint:
@@ -236,11 +233,6 @@ class CounterfactualRL:
         for net, lr in (("actor", cfg.lr_actor), ("critic", cfg.lr_critic)):
             if c[f"optimizer_{net}"] is None:
                 c[f"optimizer_{net}"] = _default_adam(c[net], lr)
-
-    def _networks(self) -> Networks:
-        c = self.components
-        return Networks(*(c[k] for k in ("actor", "critic", "optimizer_actor", "optimizer_critic")), self.encoder,
-                        self.decoder, self._encode, self._decode)
 
     # --------------------------------------------------------------------------------------------------- explain
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:

@@ -2,7 +2,6 @@
 :class:`~xrl.counterfactual.CounterfactualRL` with a :class:`~.spaces.TabularSpace`."""
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -13,6 +12,7 @@ from .._validation import check_is_fitted, check_scalar, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
 from .cfrl import CounterfactualRL
+from .ddpg import digest
 from .conditioning import TabularConstraints
 from .config import as_int
 from .explanation import Explanation
@@ -46,11 +46,7 @@ def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: A
 def _row_seed(seed: int, *parts: torch.Tensor | None) -> int:
     """A 64-bit seed from the explainer's ``seed`` and a row's tensors (codes, target, condition): the row's
     perturbations in ``explain(retries=...)`` are the same wherever and with whatever other rows it is explained."""
-    digest = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
-    for part in parts:
-        if part is not None:
-            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
-    return int.from_bytes(digest.digest(), "little")
+    return int.from_bytes(digest(int(seed).to_bytes(8, "little", signed=True), *parts, size=8), "little")
 
 
 class CounterfactualRLTabular(CounterfactualRL):
