@@ -22,7 +22,7 @@ from . import persistence
 from .blackbox import BlackBox, Task, check_float32_module, to_numpy
 from .buffer import ReplayBuffer
 from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
-from .ddpg import DDPG, TrainingData, TrainingState, digest, label
+from .ddpg import DDPG, TrainingData, TrainingState, digest
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
 
@@ -124,13 +124,10 @@ class CounterfactualRL:
                           else c["actor"]).to(self.device)
             c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None
                            else c["critic"]).to(self.device)
-        self.space = self._make_space()
+        self.space: Any = ImageSpace(self.components, self.device)  # how rows reach the encoder and the black box
         self.task: Task | None = None  # what the black box predicts (set by fit or load)
         self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
         self._training: TrainingState | None = None
-
-    def _make_space(self) -> Any:
-        return ImageSpace(self.components, self.device)
 
     @property
     def predictor(self) -> Callable:
@@ -160,7 +157,6 @@ class CounterfactualRL:
         classes, self.black_box = self.black_box.classes, BlackBox(predictor, self.device, self.accelerate)
         self.black_box.classes = classes
 
-    # ------------------------------------------------------------------------------------------------------- fit
     def fit(self, X: Any) -> "CounterfactualRL":
         """Train the actor and critic on ``X`` (the predictor's format, ``[N, ...]``, ``N >= batch_size``) up to
         ``train_steps`` steps in all: a later call, or one after :meth:`load`, continues where training stopped, on the
@@ -234,7 +230,6 @@ class CounterfactualRL:
             if c[f"optimizer_{net}"] is None:
                 c[f"optimizer_{net}"] = _default_adam(c[net], lr)
 
-    # --------------------------------------------------------------------------------------------------- explain
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:
         """Counterfactuals of ``X`` towards the targets ``Y_t`` (one per row, or one for all rows).
 
@@ -253,7 +248,9 @@ class CounterfactualRL:
         return self._explanation(X, Y_m, X_cf, self._label(X_cf, len(X), batch_size), T, Cs)
 
     def _label(self, X: Any, n: int, batch_size: int) -> torch.Tensor:
-        return label(self.black_box, self.space, X, n, self.space.label_rows or batch_size)
+        """The black box's predictions for ``n`` instances ``X`` (space format), ``label_rows or batch_size`` a call."""
+        step, space = self.space.label_rows or batch_size, self.space
+        return torch.cat([self.black_box(space.black_box_input(X, i, min(i + step, n))) for i in range(0, n, step)])
 
     def _generate(self, rows: Rows, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None, batch_size: int,
                   noise: torch.Tensor | None = None) -> Any:
@@ -288,7 +285,6 @@ class CounterfactualRL:
                 "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)}, **extra}
         return Explanation(meta=copy.deepcopy(self.meta), data=data)
 
-    # ----------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, training_state: bool = True) -> None:
         """Save to a directory in one transaction (the old save or the new one, never a mix), safetensors + JSON; with
         ``training_state`` also what ``fit`` needs to resume exactly. Functions and the predictor are not saved."""

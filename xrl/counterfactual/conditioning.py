@@ -107,7 +107,6 @@ class TabularConstraints:
     def _onehots(self, A: torch.Tensor) -> list[torch.Tensor]:
         return [F.one_hot(A[:, j].long(), k) for j, k in zip(self.pre.cat_idx_, self.pre.cat_sizes_)]  # [B, K_j]
 
-    # ------------------------------------------------------------------------------------------------ conditions
     def default_condition(self, A: torch.Tensor) -> torch.Tensor:
         """No condition beyond immutables/ranges: ``[range_low, range_high]`` and all-ones masks.
 
@@ -219,7 +218,6 @@ class TabularConstraints:
             if imm and (m.sum(1) != 1).any():
                 raise ValueError(error_message(name, "one-hot masks for immutable categorical features", C))
 
-    # ------------------------------------------------------------------------------------------------ decoding
     def bounds(self, A: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Allowed ``[low, high]`` per numerical feature in original units, ``[B, n_num]`` float64 each.
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import io
 from .._utils import eval_mode
 from ..models import Actor
-from .blackbox import BlackBox, to_numpy
+from .blackbox import to_numpy
 from .buffer import ReplayBuffer
 from .config import get_classification_reward
 from .losses import all_targets_batch, consistency_loss
@@ -85,11 +85,6 @@ def digest(head: bytes, *arrays: Any, size: int = 16) -> bytes:
         if a is not None:
             h.update(memoryview(np.ascontiguousarray(to_numpy(a))).cast("B"))
     return h.digest()
-
-
-def label(black_box: BlackBox, space: Any, X: Any, n: int, chunk: int) -> torch.Tensor:
-    """The black box's predictions for ``n`` instances ``X`` (space format), ``chunk`` rows per call."""
-    return torch.cat([black_box(space.black_box_input(X, i, min(i + chunk, n))) for i in range(0, n, chunk)])
 
 
 @contextmanager
@@ -162,7 +157,7 @@ class DDPG:
 
     def __init__(self, ex: Any) -> None:
         c, cfg, task = ex.components, ex.config, ex.task
-        self.ex, self.cfg, self.space, self.task, self.black_box = ex, cfg, ex.space, task, ex.black_box
+        self.ex, self.cfg, self.space, self.task = ex, cfg, ex.space, task
         self.actor, self.critic, self.opt_actor, self.opt_critic = (c[k] for k in NETWORKS)
         self.encode, self.decode, self.reward_func = ex._encode, ex._decode, c["reward_func"]
         # the reward of every target is known from the reached class only for the default classification reward
@@ -184,8 +179,8 @@ class DDPG:
                     # 1. act: fresh training rows, random targets (and conditions), noisy counterfactuals
                     chunk = self.act(data, state, n)
                     # 2. ask the black box about the noisy counterfactuals: the reward
-                    Y_cf = label(self.black_box, self.space, self.space.predictor_input(chunk.X_cf), n * cfg.batch_size,
-                                 n * cfg.batch_size)
+                    rows = n * cfg.batch_size
+                    Y_cf = self.ex._label(self.space.predictor_input(chunk.X_cf), rows, rows)
                     R = self.task.reward(self.reward_func, Y_cf, chunk.Y_t)
                     # 3. remember the transitions (row indices, not copies of the rows)
                     self.store(state, chunk, Y_cf, R)

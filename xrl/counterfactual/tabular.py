@@ -55,33 +55,28 @@ class CounterfactualRLTabular(CounterfactualRL):
     A heterogeneous autoencoder (:class:`xrl.models.tabular.HeAE`), sparsity = L1 on standardised numbers + L0 on
     categories, random training conditions (so that conditions in the data's units work at explain time), and
     decoding through :class:`~.conditioning.TabularConstraints`, which makes every counterfactual satisfy immutable
-    features, ranges and conditions exactly. Regression black boxes take target intervals ``[low, high]``.
+    features, ranges and conditions exactly. Regression black boxes take target intervals ``[low, high]``. Parameters
+    not listed below are as in :class:`CounterfactualRL` (alibi's Adult example: coefficients 0.5 and 0.5).
 
     Parameters
     ----------
     predictor
-        Black box on the original format (what ``encoder_preprocessor`` was fitted on: numeric or object array, or
-        DataFrame) returning class scores ``[N, K]``, or ``[N]``/``[N, 1]`` values (regression).
-    encoder, decoder, latent_dim
+        As in :class:`CounterfactualRL`, on the original format (what ``encoder_preprocessor`` was fitted on).
+    encoder, decoder
         A trained :class:`~xrl.models.tabular.HeAE`'s halves (the decoder returns the heads ``[numerical (if any),
-        categorical logits...]`` in the preprocessor's ``head_dims``) and the latent size.
+        categorical logits...]`` in the preprocessor's ``head_dims``).
     encoder_preprocessor, decoder_inv_preprocessor
         The fitted :class:`~xrl.preprocessing.TabularPreprocessor` (or its ``transform``), and ``None`` or the same
         object's ``inverse_transform`` (alibi passes a pair of functions; here they must come from one object).
-    coeff_sparsity, coeff_consistency
-        Loss weights (alibi's Adult example: 0.5 and 0.5).
     feature_names, category_map
         Optional; when given they must match the preprocessor's (``category_map`` keys by index or name).
-    immutable_features, ranges
+    immutable_features, ranges, weight_num, weight_cat
         Features that never change; allowed changes as fractions of the training range (``{"Age": [0, 1]}``: Age may
-        only increase), as :class:`~.conditioning.TabularConstraints` documents.
-    weight_num, weight_cat
-        Weights of the numerical (L1) and categorical (L0) sparsity terms.
+        only increase; see :class:`~.conditioning.TabularConstraints`); weights of the numerical (L1) and categorical
+        (L0) sparsity terms. ``postprocessing_funcs`` and ``conditional_func`` are built from these and ``C``.
     conditional
         Train with random conditions (default) so that explain-time conditions and ``diversity`` work; with False
         the actor sees no condition and only immutables and ranges are enforced.
-    backend, seed, device, progress, accelerate, preset, **kwargs
-        As in :class:`CounterfactualRL` (``postprocessing_funcs`` and ``conditional_func`` are this class's own).
 
     Examples
     --------
@@ -122,9 +117,7 @@ class CounterfactualRLTabular(CounterfactualRL):
         self.weight_num, self.weight_cat, self.conditional = float(weight_num), float(weight_cat), conditional
         super().__init__(predictor, encoder, decoder, coeff_sparsity, coeff_consistency, latent_dim=latent_dim,
                          backend=backend, seed=seed, **kwargs)
-
-    def _make_space(self) -> TabularSpace:
-        return TabularSpace(self.constraints, self.conditional, self.weight_num, self.weight_cat, self.device)
+        self.space = TabularSpace(self.constraints, conditional, self.weight_num, self.weight_cat, self.device)
 
     def _tabular(self) -> dict[str, Any]:
         return {"immutable_features": list(self.constraints.immutable_features),
@@ -252,9 +245,7 @@ class CounterfactualRLTabular(CounterfactualRL):
     def _from_saved(cls, path: Any, predictor: Callable, nets: dict[str, nn.Module], settings: dict[str, Any],
                     device: torch.device) -> "CounterfactualRLTabular":
         tab = io.load_json(path / "tabular.json")
-        return cls(predictor, nets["encoder"], nets["decoder"], settings.pop("latent_dim"),
-                   TabularPreprocessor.from_config(tab["preprocessor"]), None, settings.pop("coeff_sparsity"),
-                   settings.pop("coeff_consistency"), immutable_features=tab["immutable_features"],
-                   ranges=tab["ranges"], weight_num=tab["weight_num"], weight_cat=tab["weight_cat"],
-                   conditional=tab["conditional"], device=device, actor=nets["actor"], critic=nets["critic"],
-                   **settings)
+        own = {k: tab[k] for k in ("immutable_features", "ranges", "weight_num", "weight_cat", "conditional")}
+        return cls(predictor, nets["encoder"], nets["decoder"], encoder_preprocessor=TabularPreprocessor.from_config(
+            tab["preprocessor"]), decoder_inv_preprocessor=None, device=device, actor=nets["actor"],
+            critic=nets["critic"], **own, **settings)
