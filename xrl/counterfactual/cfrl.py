@@ -118,12 +118,11 @@ class CounterfactualRL:
         # the frozen halves run with channels-last convolution weights (checked against eager; see xrl.accel)
         self._encode = accel.accelerate(self.encoder, "channels_last", "encoder")
         self._decode = accel.accelerate(self.decoder, "channels_last", "decoder")
-        self.black_box, c = BlackBox(predictor, self.device, accelerate), self.components
-        with init_rng(self.config.seed):  # seeded default networks (built on the CPU); the global RNG is untouched
-            c["actor"] = (Actor(self.config.actor_hidden_dim, self.config.latent_dim) if c["actor"] is None
-                          else c["actor"]).to(self.device)
-            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None
-                           else c["critic"]).to(self.device)
+        self.black_box, c, cfg = BlackBox(predictor, self.device, accelerate), self.components, self.config
+        with init_rng(cfg.seed):  # seeded default networks (built on the CPU); the global RNG is untouched
+            c["actor"] = (c["actor"] if c["actor"] is not None else Actor(cfg.actor_hidden_dim, cfg.latent_dim))
+            c["critic"] = (c["critic"] if c["critic"] is not None else Critic(cfg.critic_hidden_dim))
+        c["actor"], c["critic"] = c["actor"].to(self.device), c["critic"].to(self.device)
         self.space: Any = ImageSpace(self.components, self.device)  # how rows reach the encoder and the black box
         self.task: Task | None = None  # what the black box predicts (set by fit or load)
         self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
@@ -169,10 +168,9 @@ class CounterfactualRL:
         with eval_mode(self.encoder, self.decoder):  # the frozen autoencoder never trains
             data = self._training_data(X)
             state = self._training_state(data)
-            ddpg = DDPG(self)
             t1, step0 = time.perf_counter(), state.step
             try:
-                ddpg.run(data, state)
+                DDPG(self).run(data, state)
             finally:
                 self._step, self._training, loop_s = state.step, state, time.perf_counter() - t1
                 self.fit_timing_ = {"prepare_s": t1 - t0, "loop_s": loop_s, "steps": state.step - step0,

@@ -95,13 +95,12 @@ class TabularConstraints:
         if device not in self._cache:
             pre, f64 = self.pre, dict(dtype=torch.float64, device=device)
             cols = np.concatenate([[imm] * k for k, imm in zip(pre.cat_sizes_, self.cat_immutable)] or [[]])
-            self._cache[device] = {
-                "low": torch.tensor(self.range_low, **f64), "high": torch.tensor(self.range_high, **f64),
-                "R": torch.tensor(pre.range_, **f64), "min": torch.tensor(pre.min_, **f64),
-                "max": torch.tensor(pre.max_, **f64), "mean": torch.tensor(pre.mean_, **f64),
-                "std": torch.tensor(pre.std_, **f64), "is_int": torch.tensor(pre.is_int_, device=device),
-                "num_idx": torch.tensor(pre.num_idx_, dtype=torch.long, device=device),
-                "imm_cols": torch.tensor(cols, dtype=torch.bool, device=device)}
+            stats = {"low": self.range_low, "high": self.range_high, "R": pre.range_, "min": pre.min_, "max": pre.max_,
+                     "mean": pre.mean_, "std": pre.std_}
+            self._cache[device] = {**{k: torch.tensor(v, **f64) for k, v in stats.items()},
+                                   "is_int": torch.tensor(pre.is_int_, device=device),
+                                   "num_idx": torch.tensor(pre.num_idx_, dtype=torch.long, device=device),
+                                   "imm_cols": torch.tensor(cols, dtype=torch.bool, device=device)}
         return self._cache[device]
 
     def _onehots(self, A: torch.Tensor) -> list[torch.Tensor]:

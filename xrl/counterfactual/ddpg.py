@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 from contextlib import contextmanager
 from collections.abc import Mapping
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from ..models import Actor
 from .blackbox import to_numpy
 from .buffer import ReplayBuffer
 from .config import get_classification_reward
-from .losses import all_targets_batch, consistency_loss
+from .losses import all_targets_batch
 from .spaces import Rows
 
 
@@ -267,19 +267,19 @@ class DDPG:
         self.opt_critic.step()
         # actor: maximise Q, stay near the input (sparsity) and on the autoencoder's manifold (consistency)
         with frozen(self.critic, self.ex.decoder, self.ex.encoder):
-            loss, losses, Z_cf, decoded, X_cf = self.actor_loss(rows, s, C)
+            loss, losses, Z_cf, X_cf = self.actor_loss(rows, s, C)
             self.opt_actor.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_actor.step()
         if self.ex.components["callbacks"]:
             losses = {"critic_loss": float(loss_critic.detach()), **{k: float(v) for k, v in losses.items()}}
-            sample = self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf)
+            sample = self.sample(b, rows, Z, Y_m, C, Z_cf, X_cf)
             for cb in self.ex.components["callbacks"]:
                 cb(step=step, update=update, model=self.ex, sample=sample, losses=losses)
 
     def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple:
         """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``; also returns
-        the losses (detached), the counterfactual embedding and its decoding (and post-processing, if computed)."""
+        the losses (detached), the counterfactual embedding and its post-processed decoding (if computed)."""
         cfg = self.cfg
         pre = self.actor.preactivation(s) if self.penalise else None
         Z_cf = torch.tanh(pre) if pre is not None else self.actor(s)
@@ -291,25 +291,24 @@ class DDPG:
         if pre is not None:
             loss = loss + cfg.saturation_penalty * pre.pow(2).mean()
         X_cf, losses["consistency_loss"] = None, torch.zeros((), device=s.device)
-        if cfg.coeff_consistency:
+        if cfg.coeff_consistency:  # MSE to the re-encoding of the post-processed decoding
             with torch.no_grad():
                 X_cf = self.space.counterfactual(_detach(decoded), rows, C)
                 target = self.encode(self.space.encoder_input(X_cf))
-            losses["consistency_loss"] = consistency_loss(Z_cf, target)
+            losses["consistency_loss"] = F.mse_loss(Z_cf, target)
             loss = loss + cfg.coeff_consistency * losses["consistency_loss"]
-        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), decoded, X_cf
+        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), X_cf
 
     def sample(self, b: dict, rows: Rows, Z: torch.Tensor, Y_m: torch.Tensor, C: Any, Z_cf: torch.Tensor,
-               decoded: Any, X_cf: Any) -> _Sample:
+               X_cf: Any) -> _Sample:
         """The callbacks' view of the update's batch (model-space ``X``; counterfactuals decoded on first access)."""
-        def model_space(decode: Callable) -> Any:
+        def model_space(Z_action: torch.Tensor) -> Any:
             with torch.no_grad():
-                return self.space.encoder_input(self.space.counterfactual(decode(), rows, C))
+                return self.space.encoder_input(self.space.counterfactual(self.decode(Z_action), rows, C))
 
-        return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C,
-                       X_cf_tilde=lambda: model_space(lambda: self.decode(b["Z_cf_tilde"])), R_tilde=b["R_tilde"],
-                       Z_cf=Z_cf, X_cf=lambda: self.space.encoder_input(X_cf) if X_cf is not None else
-                       model_space(lambda: _detach(decoded)))
+        return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C, R_tilde=b["R_tilde"],
+                       Z_cf=Z_cf, X_cf_tilde=lambda: model_space(b["Z_cf_tilde"]),
+                       X_cf=lambda: model_space(Z_cf) if X_cf is None else self.space.encoder_input(X_cf))
 
 
 def _detach(x: Any) -> Any:

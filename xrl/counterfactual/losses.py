@@ -1,5 +1,5 @@
-"""CFRL's losses (Samoilescu et al. 2021, section 3): the critic's regression target, the actor's sparsity,
-consistency and saturation terms. Pure functions of tensors."""
+"""CFRL's losses (Samoilescu et al. 2021, section 3): the critic's all-targets regression batch and the actor's
+sparsity terms (the consistency loss is an MSE, in :meth:`~.ddpg.DDPG.actor_loss`). Pure functions of tensors."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -45,11 +45,6 @@ def tabular_sparsity(heads: Sequence[torch.Tensor], X: torch.Tensor, n_num: int,
         changed = 0.5 * (hard + prob - prob.detach() - target).abs().sum(-1)   # [B, n_cat]: 1 per changed feature
         out["sparsity_cat_loss"] = weight_cat * sample_mean(changed, weight)
     return out
-
-
-def consistency_loss(Z_cf: torch.Tensor, Z_cf_target: torch.Tensor) -> torch.Tensor:
-    """MSE between the counterfactual embedding and the re-encoding of its (post-processed) decoding."""
-    return F.mse_loss(Z_cf, Z_cf_target)
 
 
 def all_targets_batch(state: torch.Tensor, target_cols: slice, Z_cf_tilde: torch.Tensor, reached: torch.Tensor,

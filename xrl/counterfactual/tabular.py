@@ -221,19 +221,16 @@ class CounterfactualRLTabular(CounterfactualRL):
         rep = rows[[0] * batch_size]
         Y_rep, T_rep = Y_m.expand(batch_size, -1), T[:1].expand(batch_size, -1)
         scale = torch.as_tensor(pre.std_, device=self.device) * max(tolerance, 1e-12)
-        kept, keys = [], set()
+        kept: dict[tuple, torch.Tensor] = {}  # the first valid row of each (numbers in tolerance units, categories)
         for _ in range(patience):
             Cd = self.constraints.condition_from_dicts(rep.codes, cond, diverse=True, generator=gen)
             cf = self._generate(rep, Y_rep, T_rep, Cd, batch_size)
             for row in cf.codes[self.task.valid(self._label(cf, batch_size, batch_size), T_rep)]:
-                num = torch.round(row[pre.num_idx_] / scale).long().tolist() if pre.num_idx_ else []
-                key = (tuple(num), tuple(row[pre.cat_idx_].long().tolist()))
-                if key not in keys and len(kept) < num_samples:
-                    keys.add(key)
-                    kept.append(row)
+                kept.setdefault((tuple(torch.round(row[pre.num_idx_] / scale).tolist()),
+                                 tuple(row[pre.cat_idx_].tolist())), row)
             if len(kept) >= num_samples:
                 break
-        cf = self.space.rows(torch.stack(kept)) if kept else rows[:0]
+        cf = self.space.rows(torch.stack(list(kept.values())[:num_samples])) if kept else rows[:0]
         Y_cf = self._label(cf, len(cf), batch_size) if kept else Y_m[:0]
         T1 = T[:1].expand(len(cf), -1)
         return self._explanation(X, Y_m, cf, Y_cf, T1, None, valid=to_numpy(self.task.valid(Y_cf, T1)))
