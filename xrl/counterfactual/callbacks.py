@@ -25,9 +25,8 @@ class _EveryN(Callback):
 
     def __call__(self, step: int, update: int, model: Any, sample: dict, losses: dict[str, float]) -> None:
         if update == 0 and step % self.every == 0:
-            row = {"step": step, "update": update, **{k: float(v) for k, v in losses.items()}}
-            if sample.get("R_tilde") is not None:
-                row["reward"] = float(np.mean(sample["R_tilde"]))
+            row = {"step": step, "update": update, **{k: float(v) for k, v in losses.items()},
+                   "reward": float(np.mean(sample["R_tilde"]))}
             self.log(row, sample)
 
     def log(self, row: dict[str, Any], sample: dict) -> None:

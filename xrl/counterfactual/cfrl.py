@@ -30,8 +30,7 @@ __all__ = ["CounterfactualRL", "Callback", "Postprocessing"]
 
 
 class Postprocessing(ABC):
-    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays (alibi's
-    contract)."""
+    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays."""
 
     @abstractmethod
     def __call__(self, X_cf: Any, X: Any, C: Any) -> Any:

@@ -70,12 +70,10 @@ class TabularConstraints:
 
     def _range_index(self, f: str, rng: Any, num_names: list[str], immutable: list[str]) -> int:
         names = self.pre.feature_names_
-        if f not in names:
-            raise ValueError(error_message("ranges", "numerical feature names as keys", f,
-                                           suggest(f, names) or f"numerical features are {num_names}"))
-        if f not in num_names:
-            raise ValueError(error_message("ranges", "numerical features only", f, "restrict a categorical feature "
-                                           "with a condition at explain time, or make it immutable"))
+        if f not in num_names:  # an unknown or a categorical feature
+            remedy = (suggest(f, names) or f"numerical features are {num_names}" if f not in names else
+                      "restrict a categorical feature with a condition at explain time, or make it immutable")
+            raise ValueError(error_message("ranges", "numerical features only, by name", f, remedy))
         if f in immutable:
             raise ValueError(error_message(f"ranges[{f!r}]", "no range for an immutable feature", list(rng),
                                            "an immutable feature cannot change at all: drop one of the two"))

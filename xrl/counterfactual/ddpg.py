@@ -33,9 +33,6 @@ MAX_CHUNK_ROWS = 10_000
 """With ``update_every > 1`` the steps up to the next update share one black-box call, up to this many rows."""
 
 
-NETWORKS = ("actor", "critic", "optimizer_actor", "optimizer_critic")
-
-
 class _Bar(tqdm):
     monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
 
@@ -158,8 +155,9 @@ class DDPG:
     def __init__(self, ex: Any) -> None:
         c, cfg, task = ex.components, ex.config, ex.task
         self.ex, self.cfg, self.space, self.task = ex, cfg, ex.space, task
-        self.actor, self.critic, self.opt_actor, self.opt_critic = (c[k] for k in NETWORKS)
-        self.encode, self.decode, self.reward_func = ex._encode, ex._decode, c["reward_func"]
+        self.actor, self.critic, self.reward_func = c["actor"], c["critic"], c["reward_func"]
+        self.opt_actor, self.opt_critic = c["optimizer_actor"], c["optimizer_critic"]
+        self.encode, self.decode = ex._encode, ex._decode
         # the reward of every target is known from the reached class only for the default classification reward
         self.all_targets = cfg.all_targets and not task.regression and self.reward_func is get_classification_reward
         self.target_cols = slice(cfg.latent_dim + task.y_dim, cfg.latent_dim + 2 * task.y_dim)

@@ -98,11 +98,10 @@ class CounterfactualRLTabular(CounterfactualRL):
                  ranges: Mapping[str, Sequence[float]] | None = None, weight_num: float = 1.0,
                  weight_cat: float = 1.0, backend: str = "pytorch", seed: int = 0, *, conditional: bool = True,
                  **kwargs: Any) -> None:
-        for key in ("postprocessing_funcs", "conditional_func", "encoder_preprocessor", "decoder_inv_preprocessor"):
-            if key in kwargs:
-                raise ValueError(error_message(key, "not to be passed to CounterfactualRLTabular", "a value",
-                                               "the explainer builds its own constraint-safe post-processing and "
-                                               "conditioning from immutable_features, ranges and C"))
+        for key in sorted({"postprocessing_funcs", "conditional_func"} & set(kwargs)):
+            raise ValueError(error_message(key, "not to be passed to CounterfactualRLTabular", "a value",
+                                           "the explainer builds its own constraint-safe post-processing and "
+                                           "conditioning from immutable_features, ranges and C"))
         pre = _resolve_preprocessor(encoder_preprocessor, decoder_inv_preprocessor)
         if feature_names is not None and list(feature_names) != pre.feature_names_:
             raise ValueError(error_message("feature_names", f"the preprocessor's feature names {pre.feature_names_}",
