@@ -74,8 +74,7 @@ class TensorBoardLogger(_EveryN):
             if k not in ("step", "update"):
                 self.writer.add_scalar("charts/reward" if k == "reward" else f"losses/{k}", v, row["step"])
         if self.log_images and np.ndim(sample["X"]) == 4:
-            k = self.num_images
-            X, X_cf = sample["X"][:k], sample["X_cf"][:k]          # [k, C, H, W]
+            X, X_cf = sample["X"][:self.num_images], sample["X_cf"][:self.num_images]  # [k, C, H, W]
             strip = np.concatenate([np.concatenate(list(a), axis=-1) for a in (X, X_cf, np.abs(X - X_cf))], axis=-2)
             self.writer.add_image("samples", np.clip(strip, 0, 1), row["step"], dataformats="CHW")
         self.writer.flush()

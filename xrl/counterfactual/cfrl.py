@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .. import accel
 from .._utils import eval_mode, init_rng, resolve_device
-from .._validation import check_is_fitted, error_message
+from .._validation import check_is_fitted, check_type, error_message
 from ..models import Actor, Critic
 from . import persistence
 from .blackbox import BlackBox, Task, check_float32_module, to_numpy
@@ -104,8 +104,7 @@ class CounterfactualRL:
         if not isinstance(backend, str) or backend.strip().lower() != "pytorch":
             raise ValueError(error_message("backend", "'pytorch' (xrl is PyTorch-only)", backend))
         for name, net in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(net, nn.Module):
-                raise TypeError(error_message(name, "a torch.nn.Module", type(net).__name__))
+            check_type(name, net, nn.Module, "a torch.nn.Module")
             check_float32_module(name, net)
         self.config, self.components = split_options(kwargs, preset, coeff_sparsity=coeff_sparsity, seed=seed,
                                                      coeff_consistency=coeff_consistency, latent_dim=latent_dim)
@@ -127,14 +126,8 @@ class CounterfactualRL:
         self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
         self._training: TrainingState | None = None
 
-    @property
-    def predictor(self) -> Callable:
-        return self.black_box.predictor
-
-    @property
-    def params(self) -> ParamsView:
-        """alibi's parameter dict (see :class:`~.config.ParamsView`)."""
-        return ParamsView(self)
+    predictor = property(lambda self: self.black_box.predictor, doc="The user's black box, as given.")
+    params = property(lambda self: ParamsView(self), doc="alibi's parameter dict (see :class:`~.config.ParamsView`).")
 
     @property
     def meta(self) -> dict[str, Any]:

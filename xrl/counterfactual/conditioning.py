@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import error_message, suggest
+from .._validation import check_type, error_message, suggest
 from ..preprocessing import TabularPreprocessor
 
 __all__ = ["TabularConstraints"]
@@ -146,8 +146,7 @@ class TabularConstraints:
                                            f"a list of {len(dicts)}"))
         base = self.default_condition(A)
         for r, d in enumerate(dicts):
-            if not isinstance(d, Mapping):
-                raise TypeError(error_message(f"C[{r}]", "a dict {feature: condition}", type(d).__name__))
+            check_type(f"C[{r}]", d, Mapping, "a dict {feature: condition}")
             rows = slice(None) if len(dicts) == 1 else slice(r, r + 1)
             for f, cond in d.items():
                 self._apply(base, A, rows, f"C[{r}]", f, cond)
@@ -234,14 +233,13 @@ class TabularConstraints:
 
         ``heads``: numerical head (standardised) then categorical logits, as the decoder returns them;
         ``A``: float64 codes of the original rows; ``C``: ``[B, cond_dim]``."""
-        pre, out, h = self.pre, A.clone(), 0
+        pre, out, h = self.pre, A.clone(), int(self.n_num > 0)  # h: the first categorical head
         if self.n_num:
             t = self._t(A.device)
             x = heads[0].double() * t["std"] + t["mean"]  # [B, n_num], original units
             x = torch.where(t["is_int"], torch.round(x), x)
             low, high = self.bounds(A, C)
             out[:, t["num_idx"]] = torch.minimum(torch.maximum(x, low), high)
-            h = 1
         if pre.cat_idx_:
             logits = pre.pad_categorical(torch.cat([x.detach() for x in heads[h:]], 1), float("-inf"))
             mask = pre.pad_categorical(C[:, 2 * self.n_num:].to(logits.dtype), 0.0)  # [B, n_cat, Kmax]

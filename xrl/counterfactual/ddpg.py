@@ -66,9 +66,8 @@ class TrainingState:
     def next_batch(self, n: int, batch_size: int, shuffle: bool) -> torch.Tensor:
         """Row indices of the next batch; a new epoch (reshuffled) when fewer than ``batch_size`` rows are left."""
         if self.perm is None or self.pos + batch_size > n:
-            gen = self.generator
-            self.perm = (torch.randperm(n, device=gen.device, generator=gen) if shuffle
-                         else torch.arange(n, device=gen.device))
+            gen, dev = self.generator, self.generator.device
+            self.perm = torch.randperm(n, device=dev, generator=gen) if shuffle else torch.arange(n, device=dev)
             self.pos, self.epoch = 0, self.epoch + 1
         self.pos += batch_size
         return self.perm[self.pos - batch_size:self.pos]
@@ -233,12 +232,10 @@ class DDPG:
         return _Chunk(idx, Y_t, C, Z_cf_tilde, X_cf)
 
     def store(self, state: TrainingState, chunk: _Chunk, Y_cf: torch.Tensor, R: torch.Tensor) -> None:
-        reached = Y_cf.argmax(1) if self.all_targets else None
+        fields = {"idx": chunk.idx, "Y_t": chunk.Y_t, "Z_cf_tilde": chunk.Z_cf_tilde, "C": chunk.C, "R_tilde": R,
+                  "reached": Y_cf.argmax(1) if self.all_targets else None}  # one buffer slot per batch
         for s in range(0, len(chunk.idx), self.cfg.batch_size):
-            sl = slice(s, s + self.cfg.batch_size)
-            state.buffer.append(idx=chunk.idx[sl], Y_t=chunk.Y_t[sl], Z_cf_tilde=chunk.Z_cf_tilde[sl],
-                                C=None if chunk.C is None else chunk.C[sl], R_tilde=R[sl],
-                                reached=None if reached is None else reached[sl])
+            state.buffer.append(**{k: v[s:s + self.cfg.batch_size] for k, v in fields.items() if v is not None})
 
     def set_learning_rates(self, state: TrainingState, step: int) -> None:
         """Linear decay from the initial rates to ``lr_decay`` times them at ``state.lr_steps`` (then constant)."""

@@ -33,10 +33,9 @@ def tabular_sparsity(heads: Sequence[torch.Tensor], X: torch.Tensor, n_num: int,
     ``heads``: the decoder's ``[numerical (if n_num), logits per categorical feature...]``; ``X``: model-space rows
     ``[B, n_num + sum K]``; ``pad``: the preprocessor's ``pad_categorical`` (``[B, sum K] -> [B, n_cat, Kmax]``).
     """
-    out, h = {}, 0
+    out, h = {}, int(n_num > 0)  # h: the first categorical head
     if n_num:
         out["sparsity_num_loss"] = weight_num * sample_mean((heads[0] - X[:, :n_num]).abs(), weight)
-        h = 1
     if len(heads) > h:
         logits = pad(torch.cat(list(heads[h:]), 1), float("-inf"))             # [B, n_cat, Kmax]
         target = pad(X[:, n_num:], 0.0)

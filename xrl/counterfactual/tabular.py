@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .. import io
-from .._validation import check_is_fitted, check_scalar, error_message
+from .._validation import check_is_fitted, check_scalar, check_type, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
 from .cfrl import CounterfactualRL
@@ -26,9 +26,8 @@ DEFAULT_RETRIES = 16
 
 
 def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: Any) -> TabularPreprocessor:
-    pre = encoder_preprocessor
-    if not isinstance(pre := pre if isinstance(pre, TabularPreprocessor) else getattr(pre, "__self__", None),
-                      TabularPreprocessor):
+    pre = getattr(encoder_preprocessor, "__self__", encoder_preprocessor)  # the object behind a bound .transform
+    if not isinstance(pre, TabularPreprocessor):
         raise TypeError(error_message(
             "encoder_preprocessor", "a fitted xrl.preprocessing.TabularPreprocessor (or its .transform)",
             type(encoder_preprocessor).__name__, "build it with TabularPreprocessor(feature_names, category_map)"
@@ -36,7 +35,7 @@ def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: A
     if getattr(pre, "mean_", None) is None:
         raise RuntimeError("encoder_preprocessor: the TabularPreprocessor is not fitted yet: call fit(X_train) first")
     inv = decoder_inv_preprocessor
-    if inv is not None and inv is not pre and getattr(inv, "__self__", None) is not pre:
+    if inv is not None and getattr(inv, "__self__", inv) is not pre:
         raise ValueError(error_message("decoder_inv_preprocessor", "None or the same TabularPreprocessor's "
                                        "inverse_transform", type(inv).__name__, "a different inverse would decode "
                                        "counterfactuals inconsistently with the encoder"))
@@ -110,8 +109,7 @@ class CounterfactualRLTabular(CounterfactualRL):
             raise ValueError(error_message("category_map", "the preprocessor's category map", category_map))
         for name, weight in (("weight_num", weight_num), ("weight_cat", weight_cat)):
             check_scalar(name, weight, low=0)
-        if not isinstance(conditional, bool):
-            raise TypeError(error_message("conditional", "a bool", conditional))
+        check_type("conditional", conditional, bool)
         self.preprocessor, self.constraints = pre, TabularConstraints(pre, immutable_features, ranges)
         self.weight_num, self.weight_cat, self.conditional = float(weight_num), float(weight_cat), conditional
         super().__init__(predictor, encoder, decoder, coeff_sparsity, coeff_consistency, latent_dim=latent_dim,
@@ -213,8 +211,7 @@ class CounterfactualRLTabular(CounterfactualRL):
             raise ValueError("diversity: needs an explainer trained with conditional=True (diverse counterfactuals "
                              "come from random sub-conditions the actor must have learned to follow)")
         cond = C[0] if isinstance(C, (list, tuple)) and len(C) == 1 else (C or {})
-        if not isinstance(cond, Mapping):
-            raise TypeError(error_message("C", "one dict of conditions ({} for none) with diversity=True", C))
+        check_type("C", cond, Mapping, "one dict of conditions ({} for none) with diversity=True")
         pre, Y_m = self.preprocessor, self._label(rows, 1, 1)
         gen = torch.Generator(self.device).manual_seed(self.config.seed + 7)
         rep = rows[[0] * batch_size]
