@@ -90,11 +90,9 @@ def accelerate(module: Any, mode: str | None, name: str = "module") -> Callable:
     :class:`Accelerated` wrapper."""
     if mode not in MODES:
         raise ValueError(error_message("accelerate", f"one of {MODES}", mode))
-    if mode is None:
-        return module
-    if not isinstance(module, torch.nn.Module):
+    if mode is not None and not isinstance(module, torch.nn.Module):
         raise TypeError(error_message(name, f"a torch.nn.Module for accelerate={mode!r}", type(module).__name__,
                                       "pass accelerate=None for other callables"))
-    if mode == "channels_last" and not any(p.dim() == 4 for p in module.parameters()):
+    if mode is None or (mode == "channels_last" and not any(p.dim() == 4 for p in module.parameters())):
         return module
     return Accelerated(module, mode, name)

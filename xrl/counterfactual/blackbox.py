@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import accel
 from .._utils import eval_mode
-from .._validation import error_message
+from .._validation import as_float_array, error_message
 from .config import get_classification_reward
 
 
@@ -87,8 +87,8 @@ def to_numpy(x: Any) -> Any:
 
 
 def call_user(f: Callable, *args: Any) -> Any:
-    """Call one of alibi's user functions with numpy arrays, or with tensors if it sets ``tensor_native = True``."""
-    return f(*args) if getattr(f, "tensor_native", False) else f(*(to_numpy(a) for a in args))
+    """Call one of alibi's user functions with numpy arrays (its contract)."""
+    return f(*(to_numpy(a) for a in args))
 
 
 def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tensor:
@@ -100,15 +100,12 @@ def interval_reward(Y_pred: torch.Tensor, Y_target: torch.Tensor) -> torch.Tenso
 @dataclasses.dataclass
 class Task:
     """``y_dim`` classes, or one value (``regression``; targets are values, or ``[low, high]`` intervals when
-    ``intervals``). ``y_range`` is the training predictions' range for regression."""
+    ``intervals``: regression only). ``y_range`` is the training predictions' range for regression."""
 
     y_dim: int
     regression: bool
     y_range: tuple[float, float] | None = None
     intervals: bool = False
-
-    def __post_init__(self) -> None:
-        self.intervals = self.intervals and self.regression  # intervals are regression targets
 
     @classmethod
     def from_predictions(cls, Y: torch.Tensor, intervals: bool = False) -> "Task":
@@ -167,13 +164,8 @@ class Task:
         """Explain-time targets -> ``[n, target_dim]`` float32; one target is broadcast to all rows."""
         if Y_t is None:
             raise ValueError("Y_t: expected target classes (or values/intervals for regression), got None")
-        T = np.asarray(to_numpy(Y_t))
-        if T.dtype == object or not (np.issubdtype(T.dtype, np.number) or T.dtype == bool):
-            raise TypeError(error_message("Y_t", "numeric target labels", T))
-        T = T.astype(np.float64)
+        T = as_float_array("Y_t", to_numpy(Y_t), ndim_min=0).astype(np.float64)  # numeric and finite
         T = T.reshape(1, -1) if T.ndim == 0 or (self.intervals and T.shape == (2,)) else T
-        if not np.isfinite(T).all():
-            raise ValueError("Y_t: expected finite targets, got NaN/inf")
         out = torch.as_tensor(self._encode_targets(T), dtype=torch.float32, device=device)
         if out.shape[0] not in (1, n):
             raise ValueError(f"Y_t: expected 1 target (broadcast to every row) or one per row ({n}), got {len(out)}")

@@ -25,9 +25,8 @@ class _EveryN(Callback):
 
     def __call__(self, step: int, update: int, model: Any, sample: dict, losses: dict[str, float]) -> None:
         if update == 0 and step % self.every == 0:
-            row = {"step": step, "update": update, **{k: float(v) for k, v in losses.items()}}
-            if sample.get("R_tilde") is not None:
-                row["reward"] = float(np.mean(sample["R_tilde"]))
+            row = {"step": step, "update": update, **{k: float(v) for k, v in losses.items()},
+                   "reward": float(np.mean(sample["R_tilde"]))}
             self.log(row, sample)
 
     def log(self, row: dict[str, Any], sample: dict) -> None:
@@ -75,8 +74,7 @@ class TensorBoardLogger(_EveryN):
             if k not in ("step", "update"):
                 self.writer.add_scalar("charts/reward" if k == "reward" else f"losses/{k}", v, row["step"])
         if self.log_images and np.ndim(sample["X"]) == 4:
-            k = self.num_images
-            X, X_cf = sample["X"][:k], sample["X_cf"][:k]          # [k, C, H, W]
+            X, X_cf = sample["X"][:self.num_images], sample["X_cf"][:self.num_images]  # [k, C, H, W]
             strip = np.concatenate([np.concatenate(list(a), axis=-1) for a in (X, X_cf, np.abs(X - X_cf))], axis=-2)
             self.writer.add_image("samples", np.clip(strip, 0, 1), row["step"], dataformats="CHW")
         self.writer.flush()

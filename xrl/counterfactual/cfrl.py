@@ -16,13 +16,13 @@ import torch.nn as nn
 
 from .. import accel
 from .._utils import eval_mode, init_rng, resolve_device
-from .._validation import check_is_fitted, error_message
+from .._validation import check_is_fitted, check_type, error_message
 from ..models import Actor, Critic
 from . import persistence
 from .blackbox import BlackBox, Task, check_float32_module, to_numpy
 from .buffer import ReplayBuffer
 from .config import FUNCTIONS, LISTS, ParamsView, as_int, function_name, split_options
-from .ddpg import DDPG, Networks, TrainingData, TrainingState, fingerprint, label
+from .ddpg import DDPG, TrainingData, TrainingState, digest
 from .explanation import Explanation
 from .spaces import ImageSpace, Rows
 
@@ -30,10 +30,7 @@ __all__ = ["CounterfactualRL", "Callback", "Postprocessing"]
 
 
 class Postprocessing(ABC):
-    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays
-    (alibi's contract) or, when the subclass sets ``tensor_native = True``, on tensors on the explainer's device."""
-
-    tensor_native: bool = False
+    """Post-processing of decoded counterfactuals, applied in order: ``X_cf = f(X_cf, X, C)``, on numpy arrays."""
 
     @abstractmethod
     def __call__(self, X_cf: Any, X: Any, C: Any) -> Any:
@@ -107,8 +104,7 @@ class CounterfactualRL:
         if not isinstance(backend, str) or backend.strip().lower() != "pytorch":
             raise ValueError(error_message("backend", "'pytorch' (xrl is PyTorch-only)", backend))
         for name, net in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(net, nn.Module):
-                raise TypeError(error_message(name, "a torch.nn.Module", type(net).__name__))
+            check_type(name, net, nn.Module, "a torch.nn.Module")
             check_float32_module(name, net)
         self.config, self.components = split_options(kwargs, preset, coeff_sparsity=coeff_sparsity, seed=seed,
                                                      coeff_consistency=coeff_consistency, latent_dim=latent_dim)
@@ -120,28 +116,18 @@ class CounterfactualRL:
         # the frozen halves run with channels-last convolution weights (checked against eager; see xrl.accel)
         self._encode = accel.accelerate(self.encoder, "channels_last", "encoder")
         self._decode = accel.accelerate(self.decoder, "channels_last", "decoder")
-        self.black_box, c = BlackBox(predictor, self.device, accelerate), self.components
-        with init_rng(self.config.seed):  # seeded default networks (built on the CPU); the global RNG is untouched
-            c["actor"] = (Actor(self.config.actor_hidden_dim, self.config.latent_dim) if c["actor"] is None
-                          else c["actor"]).to(self.device)
-            c["critic"] = (Critic(self.config.critic_hidden_dim) if c["critic"] is None
-                           else c["critic"]).to(self.device)
-        self.space = self._make_space()
+        self.black_box, c, cfg = BlackBox(predictor, self.device, accelerate), self.components, self.config
+        with init_rng(cfg.seed):  # seeded default networks (built on the CPU); the global RNG is untouched
+            c["actor"] = (c["actor"] if c["actor"] is not None else Actor(cfg.actor_hidden_dim, cfg.latent_dim))
+            c["critic"] = (c["critic"] if c["critic"] is not None else Critic(cfg.critic_hidden_dim))
+        c["actor"], c["critic"] = c["actor"].to(self.device), c["critic"].to(self.device)
+        self.space: Any = ImageSpace(self.components, self.device)  # how rows reach the encoder and the black box
         self.task: Task | None = None  # what the black box predicts (set by fit or load)
         self.cond_dim, self.x_shape, self._step = 0, None, 0  # _step: training steps done; fit resumes from here
         self._training: TrainingState | None = None
 
-    def _make_space(self) -> Any:
-        return ImageSpace(self.components, self.device)
-
-    @property
-    def predictor(self) -> Callable:
-        return self.black_box.predictor
-
-    @property
-    def params(self) -> ParamsView:
-        """alibi's parameter dict (see :class:`~.config.ParamsView`)."""
-        return ParamsView(self)
+    predictor = property(lambda self: self.black_box.predictor, doc="The user's black box, as given.")
+    params = property(lambda self: ParamsView(self), doc="alibi's parameter dict (see :class:`~.config.ParamsView`).")
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -162,7 +148,6 @@ class CounterfactualRL:
         classes, self.black_box = self.black_box.classes, BlackBox(predictor, self.device, self.accelerate)
         self.black_box.classes = classes
 
-    # ------------------------------------------------------------------------------------------------------- fit
     def fit(self, X: Any) -> "CounterfactualRL":
         """Train the actor and critic on ``X`` (the predictor's format, ``[N, ...]``, ``N >= batch_size``) up to
         ``train_steps`` steps in all: a later call, or one after :meth:`load`, continues where training stopped, on the
@@ -175,11 +160,9 @@ class CounterfactualRL:
         with eval_mode(self.encoder, self.decoder):  # the frozen autoencoder never trains
             data = self._training_data(X)
             state = self._training_state(data)
-            ddpg = DDPG(self.config, self.space, self.task, self.black_box, self._networks(),
-                        self.components["reward_func"], self.components["callbacks"], self, self.progress)
             t1, step0 = time.perf_counter(), state.step
             try:
-                ddpg.run(data, state)
+                DDPG(self).run(data, state)
             finally:
                 self._step, self._training, loop_s = state.step, state, time.perf_counter() - t1
                 self.fit_timing_ = {"prepare_s": t1 - t0, "loop_s": loop_s, "steps": state.step - step0,
@@ -204,7 +187,7 @@ class CounterfactualRL:
             probe = self.space.condition(rows[:2], torch.Generator(self.device).manual_seed(0))
             self.cond_dim = 0 if probe is None else int(probe.shape[1])
         self._materialize()
-        return TrainingData(rows, Z, self.task.labels(Y), fingerprint(X))
+        return TrainingData(rows, Z, self.task.labels(Y), digest(f"{X.shape}{X.dtype}".encode(), X).hex())
 
     def _training_state(self, data: TrainingData) -> TrainingState:
         if self._training is not None and self._training.fingerprint != data.fingerprint:
@@ -237,12 +220,6 @@ class CounterfactualRL:
             if c[f"optimizer_{net}"] is None:
                 c[f"optimizer_{net}"] = _default_adam(c[net], lr)
 
-    def _networks(self) -> Networks:
-        c = self.components
-        return Networks(*(c[k] for k in ("actor", "critic", "optimizer_actor", "optimizer_critic")), self.encoder,
-                        self.decoder, self._encode, self._decode)
-
-    # --------------------------------------------------------------------------------------------------- explain
     def explain(self, X: Any, Y_t: Any, C: Any = None, batch_size: int = 100) -> Explanation:
         """Counterfactuals of ``X`` towards the targets ``Y_t`` (one per row, or one for all rows).
 
@@ -261,7 +238,9 @@ class CounterfactualRL:
         return self._explanation(X, Y_m, X_cf, self._label(X_cf, len(X), batch_size), T, Cs)
 
     def _label(self, X: Any, n: int, batch_size: int) -> torch.Tensor:
-        return label(self.black_box, self.space, X, n, self.space.label_rows or batch_size)
+        """The black box's predictions for ``n`` instances ``X`` (space format), ``label_rows or batch_size`` a call."""
+        step, space = self.space.label_rows or batch_size, self.space
+        return torch.cat([self.black_box(space.black_box_input(X, i, min(i + step, n))) for i in range(0, n, step)])
 
     def _generate(self, rows: Rows, Y_m: torch.Tensor, T: torch.Tensor, C: torch.Tensor | None, batch_size: int,
                   noise: torch.Tensor | None = None) -> Any:
@@ -296,7 +275,6 @@ class CounterfactualRL:
                 "cf": {"X": self.space.output(X_cf), "class": to_numpy(cf_cls)}, **extra}
         return Explanation(meta=copy.deepcopy(self.meta), data=data)
 
-    # ----------------------------------------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, training_state: bool = True) -> None:
         """Save to a directory in one transaction (the old save or the new one, never a mix), safetensors + JSON; with
         ``training_state`` also what ``fit`` needs to resume exactly. Functions and the predictor are not saved."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import error_message, suggest
+from .._validation import check_type, error_message, suggest
 from ..preprocessing import TabularPreprocessor
 
 __all__ = ["TabularConstraints"]
@@ -70,12 +70,10 @@ class TabularConstraints:
 
     def _range_index(self, f: str, rng: Any, num_names: list[str], immutable: list[str]) -> int:
         names = self.pre.feature_names_
-        if f not in names:
-            raise ValueError(error_message("ranges", "numerical feature names as keys", f,
-                                           suggest(f, names) or f"numerical features are {num_names}"))
-        if f not in num_names:
-            raise ValueError(error_message("ranges", "numerical features only", f, "restrict a categorical feature "
-                                           "with a condition at explain time, or make it immutable"))
+        if f not in num_names:  # an unknown or a categorical feature
+            remedy = (suggest(f, names) or f"numerical features are {num_names}" if f not in names else
+                      "restrict a categorical feature with a condition at explain time, or make it immutable")
+            raise ValueError(error_message("ranges", "numerical features only, by name", f, remedy))
         if f in immutable:
             raise ValueError(error_message(f"ranges[{f!r}]", "no range for an immutable feature", list(rng),
                                            "an immutable feature cannot change at all: drop one of the two"))
@@ -95,19 +93,17 @@ class TabularConstraints:
         if device not in self._cache:
             pre, f64 = self.pre, dict(dtype=torch.float64, device=device)
             cols = np.concatenate([[imm] * k for k, imm in zip(pre.cat_sizes_, self.cat_immutable)] or [[]])
-            self._cache[device] = {
-                "low": torch.tensor(self.range_low, **f64), "high": torch.tensor(self.range_high, **f64),
-                "R": torch.tensor(pre.range_, **f64), "min": torch.tensor(pre.min_, **f64),
-                "max": torch.tensor(pre.max_, **f64), "mean": torch.tensor(pre.mean_, **f64),
-                "std": torch.tensor(pre.std_, **f64), "is_int": torch.tensor(pre.is_int_, device=device),
-                "num_idx": torch.tensor(pre.num_idx_, dtype=torch.long, device=device),
-                "imm_cols": torch.tensor(cols, dtype=torch.bool, device=device)}
+            stats = {"low": self.range_low, "high": self.range_high, "R": pre.range_, "min": pre.min_, "max": pre.max_,
+                     "mean": pre.mean_, "std": pre.std_}
+            self._cache[device] = {**{k: torch.tensor(v, **f64) for k, v in stats.items()},
+                                   "is_int": torch.tensor(pre.is_int_, device=device),
+                                   "num_idx": torch.tensor(pre.num_idx_, dtype=torch.long, device=device),
+                                   "imm_cols": torch.tensor(cols, dtype=torch.bool, device=device)}
         return self._cache[device]
 
     def _onehots(self, A: torch.Tensor) -> list[torch.Tensor]:
         return [F.one_hot(A[:, j].long(), k) for j, k in zip(self.pre.cat_idx_, self.pre.cat_sizes_)]  # [B, K_j]
 
-    # ------------------------------------------------------------------------------------------------ conditions
     def default_condition(self, A: torch.Tensor) -> torch.Tensor:
         """No condition beyond immutables/ranges: ``[range_low, range_high]`` and all-ones masks.
 
@@ -150,8 +146,7 @@ class TabularConstraints:
                                            f"a list of {len(dicts)}"))
         base = self.default_condition(A)
         for r, d in enumerate(dicts):
-            if not isinstance(d, Mapping):
-                raise TypeError(error_message(f"C[{r}]", "a dict {feature: condition}", type(d).__name__))
+            check_type(f"C[{r}]", d, Mapping, "a dict {feature: condition}")
             rows = slice(None) if len(dicts) == 1 else slice(r, r + 1)
             for f, cond in d.items():
                 self._apply(base, A, rows, f"C[{r}]", f, cond)
@@ -219,7 +214,6 @@ class TabularConstraints:
             if imm and (m.sum(1) != 1).any():
                 raise ValueError(error_message(name, "one-hot masks for immutable categorical features", C))
 
-    # ------------------------------------------------------------------------------------------------ decoding
     def bounds(self, A: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Allowed ``[low, high]`` per numerical feature in original units, ``[B, n_num]`` float64 each.
 
@@ -239,14 +233,13 @@ class TabularConstraints:
 
         ``heads``: numerical head (standardised) then categorical logits, as the decoder returns them;
         ``A``: float64 codes of the original rows; ``C``: ``[B, cond_dim]``."""
-        pre, out, h = self.pre, A.clone(), 0
+        pre, out, h = self.pre, A.clone(), int(self.n_num > 0)  # h: the first categorical head
         if self.n_num:
             t = self._t(A.device)
             x = heads[0].double() * t["std"] + t["mean"]  # [B, n_num], original units
             x = torch.where(t["is_int"], torch.round(x), x)
             low, high = self.bounds(A, C)
             out[:, t["num_idx"]] = torch.minimum(torch.maximum(x, low), high)
-            h = 1
         if pre.cat_idx_:
             logits = pre.pad_categorical(torch.cat([x.detach() for x in heads[h:]], 1), float("-inf"))
             mask = pre.pad_categorical(C[:, 2 * self.n_num:].to(logits.dtype), 0.0)  # [B, n_cat, Kmax]

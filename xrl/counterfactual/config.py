@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .._validation import check_keys, check_scalar, error_message
+from .._validation import check_choice, check_keys, check_scalar, check_type, error_message
 
 __all__ = ["CFRLConfig", "DEFAULT_BASE_PARAMS", "PRESETS", "ParamsView", "identity_function",
            "generate_empty_condition", "get_classification_reward", "get_hard_distribution"]
@@ -139,8 +139,7 @@ def _checked(name: str, value: Any) -> Any:
     if value is None and name in ("latent_dim", "lr_decay_steps"):
         return None
     if kind is bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(error_message(name, "a bool", value))
+        check_type(name, value, (bool, np.bool_), "a bool")
         return bool(value)
     if kind is int:
         return as_int(name, value, low)
@@ -173,8 +172,7 @@ def split_options(options: dict[str, Any], preset: str = "xrl", **given: Any) ->
     """alibi-style keyword options (``DEFAULT_BASE_PARAMS`` keys, :class:`CFRLConfig` fields) -> (config, components).
 
     Unknown keys raise ``ValueError`` naming the closest valid ones; ``given``: the constructor's named arguments."""
-    if preset not in PRESETS:
-        raise ValueError(error_message("preset", f"one of {sorted(PRESETS)}", preset))
+    check_choice("preset", preset, sorted(PRESETS))
     for key in set(options) & set(_REMOVED):
         raise ValueError(f"{key}: this option was removed; {_REMOVED[key]}")
     check_keys("kwargs", options, [*FIELDS, *COMPONENTS, "backend"])
@@ -194,8 +192,7 @@ def check_components(c: dict[str, Any]) -> None:
         c[k] = list(c[k])
     for k, kind in (("actor", torch.nn.Module), ("critic", torch.nn.Module), ("optimizer_actor", torch.optim.Optimizer),
                     ("optimizer_critic", torch.optim.Optimizer)):
-        if c[k] is not None and not isinstance(c[k], kind):
-            raise TypeError(error_message(k, f"a {kind.__module__}.{kind.__name__} or None", type(c[k]).__name__))
+        check_type(k, c[k], (kind, type(None)), f"a {kind.__module__}.{kind.__name__} or None")
         if k.startswith("optimizer") and c[k] is not None and c[k[len("optimizer_"):]] is None:
             raise ValueError(f"{k}: cannot be given without {k[10:]} (an optimizer needs the network it updates)")
 

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 from contextlib import contextmanager
 from collections.abc import Mapping
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from .. import io
 from .._utils import eval_mode
 from ..models import Actor
-from .blackbox import BlackBox, Task, to_numpy
+from .blackbox import to_numpy
 from .buffer import ReplayBuffer
-from .config import CFRLConfig, get_classification_reward
-from .losses import all_targets_batch, consistency_loss
+from .config import get_classification_reward
+from .losses import all_targets_batch
 from .spaces import Rows
 
 
@@ -35,20 +35,6 @@ MAX_CHUNK_ROWS = 10_000
 
 class _Bar(tqdm):
     monitor_interval = 0  # tqdm's monitor is a thread: none is started behind the user's back
-
-
-class Networks(NamedTuple):
-    """The learned networks and their optimizers; the frozen autoencoder's modules and forward passes (``encode``,
-    ``decode``: through :mod:`xrl.accel`'s channels-last path where it applies)."""
-
-    actor: nn.Module
-    critic: nn.Module
-    optimizer_actor: torch.optim.Optimizer
-    optimizer_critic: torch.optim.Optimizer
-    encoder: nn.Module
-    decoder: nn.Module
-    encode: Callable
-    decode: Callable
 
 
 class TrainingData(NamedTuple):
@@ -80,25 +66,21 @@ class TrainingState:
     def next_batch(self, n: int, batch_size: int, shuffle: bool) -> torch.Tensor:
         """Row indices of the next batch; a new epoch (reshuffled) when fewer than ``batch_size`` rows are left."""
         if self.perm is None or self.pos + batch_size > n:
-            gen = self.generator
-            self.perm = (torch.randperm(n, device=gen.device, generator=gen) if shuffle
-                         else torch.arange(n, device=gen.device))
+            gen, dev = self.generator, self.generator.device
+            self.perm = torch.randperm(n, device=dev, generator=gen) if shuffle else torch.arange(n, device=dev)
             self.pos, self.epoch = 0, self.epoch + 1
         self.pos += batch_size
         return self.perm[self.pos - batch_size:self.pos]
 
 
-def fingerprint(A: np.ndarray) -> str:
-    """BLAKE2b of an array's shape, dtype and bytes: resuming on other data is refused."""
-    A = np.ascontiguousarray(A)
-    h = hashlib.blake2b(f"{A.shape}{A.dtype}".encode(), digest_size=16)
-    h.update(memoryview(A).cast("B"))
-    return h.hexdigest()
-
-
-def label(black_box: BlackBox, space: Any, X: Any, n: int, chunk: int) -> torch.Tensor:
-    """The black box's predictions for ``n`` instances ``X`` (space format), ``chunk`` rows per call."""
-    return torch.cat([black_box(space.black_box_input(X, i, min(i + chunk, n))) for i in range(0, n, chunk)])
+def digest(head: bytes, *arrays: Any, size: int = 16) -> bytes:
+    """BLAKE2b of ``head`` and the bytes of ``arrays`` (numpy or tensors; ``None`` skipped): the training data's
+    fingerprint (``fit`` refuses to resume on other data) and the tabular explainer's per-row seeds."""
+    h = hashlib.blake2b(head, digest_size=size)
+    for a in arrays:
+        if a is not None:
+            h.update(memoryview(np.ascontiguousarray(to_numpy(a))).cast("B"))
+    return h.digest()
 
 
 @contextmanager
@@ -123,16 +105,16 @@ class _Undo:
     """What a chunk of steps changes, saved before it runs, so that an exception (Ctrl-C included) in the middle
     leaves the explainer exactly at the last completed step."""
 
-    def __init__(self, state: TrainingState, nets: Networks | None, steps: int) -> None:
+    def __init__(self, state: TrainingState, nets: tuple, steps: int) -> None:
         buf, B = state.buffer, state.buffer.batch_size
         self.state, self.rng = state, state.generator.get_state()
         self.scalars = (state.step, state.perm, state.pos, state.epoch, buf.idx, buf.len, B, dict(buf.data))
         slots = [s for s in ((buf.idx + k) % buf.size for k in range(steps)) if s < buf.len]
         self.slots = [(slice(s * B, (s + 1) * B), {k: v[s * B:(s + 1) * B].clone() for k, v in buf.data.items()})
                       for s in slots]
-        self.nets = nets and ((nets.actor, nets.optimizer_actor), (nets.critic, nets.optimizer_critic))
+        self.nets = nets  # ((network, its optimizer), ...) when the chunk has an update step, else ()
         self.weights = [({k: v.clone() for k, v in m.state_dict().items()}, io.optimizer_to_tensors(o))
-                        for m, o in self.nets or ()]
+                        for m, o in self.nets]
 
     def restore(self) -> None:
         state, buf = self.state, self.state.buffer
@@ -141,7 +123,7 @@ class _Undo:
         for rows, saved in self.slots:
             for k, v in saved.items():
                 buf.data[k][rows] = v
-        for (m, o), (weights, (tensors, meta)) in zip(self.nets or (), self.weights):
+        for (m, o), (weights, (tensors, meta)) in zip(self.nets, self.weights):
             m.load_state_dict(weights)
             io.load_optimizer(o, tensors, meta)
 
@@ -166,34 +148,36 @@ class _Sample(Mapping):
 
 
 class DDPG:
-    """One ``fit``'s moving parts; :meth:`run` trains until ``config.train_steps``. ``reward_func`` is alibi's
-    element-wise reward; each of ``callbacks`` gets ``(step, update, model, sample, losses)`` after every update."""
+    """One ``fit`` of the explainer ``ex`` (a :class:`~xrl.counterfactual.CounterfactualRL`): its config, data space,
+    task, black box, networks, optimizers, ``reward_func`` and ``callbacks``; :meth:`run` trains to ``train_steps``."""
 
-    def __init__(self, config: CFRLConfig, space: Any, task: Task, black_box: BlackBox, nets: Networks,
-                 reward_func: Callable, callbacks: list, model: Any, progress: bool) -> None:
-        self.cfg, self.space, self.task, self.black_box, self.nets = config, space, task, black_box, nets
-        self.reward_func, self.callbacks, self.model, self.progress = reward_func, callbacks, model, progress
+    def __init__(self, ex: Any) -> None:
+        c, cfg, task = ex.components, ex.config, ex.task
+        self.ex, self.cfg, self.space, self.task = ex, cfg, ex.space, task
+        self.actor, self.critic, self.reward_func = c["actor"], c["critic"], c["reward_func"]
+        self.opt_actor, self.opt_critic = c["optimizer_actor"], c["optimizer_critic"]
+        self.encode, self.decode = ex._encode, ex._decode
         # the reward of every target is known from the reached class only for the default classification reward
-        self.all_targets = config.all_targets and not task.regression and reward_func is get_classification_reward
-        self.target_cols = slice(config.latent_dim + task.y_dim, config.latent_dim + 2 * task.y_dim)
-        self.penalise = config.saturation_penalty > 0 and type(nets.actor).forward is Actor.forward
+        self.all_targets = cfg.all_targets and not task.regression and self.reward_func is get_classification_reward
+        self.target_cols = slice(cfg.latent_dim + task.y_dim, cfg.latent_dim + 2 * task.y_dim)
+        self.penalise = cfg.saturation_penalty > 0 and type(self.actor).forward is Actor.forward
 
     def run(self, data: TrainingData, state: TrainingState) -> None:
         """Train from ``state.step`` to ``train_steps``; an exception undoes the unfinished steps (see ``_Undo``)."""
         cfg, rewards = self.cfg, []
-        bar = _Bar(total=cfg.train_steps, initial=min(state.step, cfg.train_steps), disable=not self.progress,
+        bar = _Bar(total=cfg.train_steps, initial=min(state.step, cfg.train_steps), disable=not self.ex.progress,
                    desc="CFRL fit", dynamic_ncols=True)
         with bar:
             while state.step < cfg.train_steps:
                 n = self.chunk_length(state.step)
-                undo = _Undo(state, self.nets if any(map(self.is_update_step, range(state.step, state.step + n)))
-                             else None, n)
+                nets = ((self.actor, self.opt_actor), (self.critic, self.opt_critic))
+                undo = _Undo(state, nets if any(map(self.is_update_step, range(state.step, state.step + n))) else (), n)
                 try:
                     # 1. act: fresh training rows, random targets (and conditions), noisy counterfactuals
                     chunk = self.act(data, state, n)
                     # 2. ask the black box about the noisy counterfactuals: the reward
-                    Y_cf = label(self.black_box, self.space, self.space.predictor_input(chunk.X_cf), n * cfg.batch_size,
-                                 n * cfg.batch_size)
+                    rows = n * cfg.batch_size
+                    Y_cf = self.ex._label(self.space.predictor_input(chunk.X_cf), rows, rows)
                     R = self.task.reward(self.reward_func, Y_cf, chunk.Y_t)
                     # 3. remember the transitions (row indices, not copies of the rows)
                     self.store(state, chunk, Y_cf, R)
@@ -240,34 +224,30 @@ class DDPG:
         C = None if conds[0] is None else torch.cat(conds)
         with torch.no_grad():
             if not all(explore):
-                with eval_mode(self.nets.actor):
-                    Z_cf = self.nets.actor(self.task.state(data.Z[idx], data.Y_m[idx], Y_t, C))
+                with eval_mode(self.actor):
+                    Z_cf = self.actor(self.task.state(data.Z[idx], data.Y_m[idx], Y_t, C))
                 uniform = torch.tensor(explore, device=dev).repeat_interleave(cfg.batch_size)[:, None]
                 Z_cf_tilde = torch.where(uniform, Z_cf_tilde, (Z_cf + Z_cf_tilde).clamp(cfg.act_low, cfg.act_high))
-            X_cf = self.space.counterfactual(self.nets.decode(Z_cf_tilde), data.rows[idx], C)
+            X_cf = self.space.counterfactual(self.decode(Z_cf_tilde), data.rows[idx], C)
         return _Chunk(idx, Y_t, C, Z_cf_tilde, X_cf)
 
     def store(self, state: TrainingState, chunk: _Chunk, Y_cf: torch.Tensor, R: torch.Tensor) -> None:
-        reached = Y_cf.argmax(1) if self.all_targets else None
+        fields = {"idx": chunk.idx, "Y_t": chunk.Y_t, "Z_cf_tilde": chunk.Z_cf_tilde, "C": chunk.C, "R_tilde": R,
+                  "reached": Y_cf.argmax(1) if self.all_targets else None}  # one buffer slot per batch
         for s in range(0, len(chunk.idx), self.cfg.batch_size):
-            sl = slice(s, s + self.cfg.batch_size)
-            state.buffer.append(idx=chunk.idx[sl], Y_t=chunk.Y_t[sl], Z_cf_tilde=chunk.Z_cf_tilde[sl],
-                                C=None if chunk.C is None else chunk.C[sl], R_tilde=R[sl],
-                                reached=None if reached is None else reached[sl])
+            state.buffer.append(**{k: v[s:s + self.cfg.batch_size] for k, v in fields.items() if v is not None})
 
     def set_learning_rates(self, state: TrainingState, step: int) -> None:
         """Linear decay from the initial rates to ``lr_decay`` times them at ``state.lr_steps`` (then constant)."""
         if self.cfg.lr_decay != 1.0:
             scale = 1.0 - (1.0 - self.cfg.lr_decay) * min(1.0, step / state.lr_steps)
-            for opt, lrs in ((self.nets.optimizer_actor, state.base_lrs["actor"]),
-                             (self.nets.optimizer_critic, state.base_lrs["critic"])):
+            for opt, lrs in ((self.opt_actor, state.base_lrs["actor"]), (self.opt_critic, state.base_lrs["critic"])):
                 for group, lr in zip(opt.param_groups, lrs):
                     group["lr"] = lr * scale
 
     def update(self, data: TrainingData, state: TrainingState, step: int, update: int) -> None:
         """One DDPG update on a replayed batch: the critic regresses the reward, the actor ascends the critic while
         staying sparse (and consistent)."""
-        nets = self.nets
         self.set_learning_rates(state, step)
         b = state.buffer.sample(state.generator)
         rows, Z, Y_m, C = data.rows[b["idx"]], data.Z[b["idx"]], data.Y_m[b["idx"]], b.get("C")
@@ -276,55 +256,54 @@ class DDPG:
         critic_in, R = (all_targets_batch(s, self.target_cols, b["Z_cf_tilde"], b["reached"], self.task.y_dim,
                                           state.generator) if self.all_targets
                         else (torch.cat([s, b["Z_cf_tilde"]], 1), b["R_tilde"]))
-        loss_critic = F.mse_loss(nets.critic(critic_in).squeeze(1), R)
-        nets.optimizer_critic.zero_grad(set_to_none=True)
+        loss_critic = F.mse_loss(self.critic(critic_in).squeeze(1), R)
+        self.opt_critic.zero_grad(set_to_none=True)
         loss_critic.backward()
-        nets.optimizer_critic.step()
+        self.opt_critic.step()
         # actor: maximise Q, stay near the input (sparsity) and on the autoencoder's manifold (consistency)
-        with frozen(nets.critic, nets.decoder, nets.encoder):
-            loss, losses, Z_cf, decoded, X_cf = self.actor_loss(rows, s, C)
-            nets.optimizer_actor.zero_grad(set_to_none=True)
+        with frozen(self.critic, self.ex.decoder, self.ex.encoder):
+            loss, losses, Z_cf, X_cf = self.actor_loss(rows, s, C)
+            self.opt_actor.zero_grad(set_to_none=True)
             loss.backward()
-            nets.optimizer_actor.step()
-        if self.callbacks:
+            self.opt_actor.step()
+        if self.ex.components["callbacks"]:
             losses = {"critic_loss": float(loss_critic.detach()), **{k: float(v) for k, v in losses.items()}}
-            sample = self.sample(b, rows, Z, Y_m, C, Z_cf, decoded, X_cf)
-            for cb in self.callbacks:
-                cb(step=step, update=update, model=self.model, sample=sample, losses=losses)
+            sample = self.sample(b, rows, Z, Y_m, C, Z_cf, X_cf)
+            for cb in self.ex.components["callbacks"]:
+                cb(step=step, update=update, model=self.ex, sample=sample, losses=losses)
 
     def actor_loss(self, rows: Rows, s: torch.Tensor, C: torch.Tensor | None) -> tuple:
         """``-Q + coeff_sparsity * sparsity (+ coeff_consistency * consistency + saturation penalty)``; also returns
-        the losses (detached), the counterfactual embedding and its decoding (and post-processing, if computed)."""
-        cfg, nets = self.cfg, self.nets
-        pre = nets.actor.preactivation(s) if self.penalise else None
-        Z_cf = torch.tanh(pre) if pre is not None else nets.actor(s)
-        q = nets.critic(torch.cat([s, Z_cf], 1)).squeeze(1)                        # [B]
-        decoded = nets.decode(Z_cf)
+        the losses (detached), the counterfactual embedding and its post-processed decoding (if computed)."""
+        cfg = self.cfg
+        pre = self.actor.preactivation(s) if self.penalise else None
+        Z_cf = torch.tanh(pre) if pre is not None else self.actor(s)
+        q = self.critic(torch.cat([s, Z_cf], 1)).squeeze(1)                        # [B]
+        decoded = self.decode(Z_cf)
         weight = None if not cfg.sparsity_gate else 1.0 - cfg.sparsity_gate * (1.0 - q.detach().clamp(0.0, 1.0))
         losses = {"actor_loss": -q.mean(), **self.space.sparsity(decoded, rows, weight)}
         loss = losses["actor_loss"] + cfg.coeff_sparsity * sum(v for k, v in losses.items() if k != "actor_loss")
         if pre is not None:
             loss = loss + cfg.saturation_penalty * pre.pow(2).mean()
         X_cf, losses["consistency_loss"] = None, torch.zeros((), device=s.device)
-        if cfg.coeff_consistency:
+        if cfg.coeff_consistency:  # MSE to the re-encoding of the post-processed decoding
             with torch.no_grad():
                 X_cf = self.space.counterfactual(_detach(decoded), rows, C)
-                target = nets.encode(self.space.encoder_input(X_cf))
-            losses["consistency_loss"] = consistency_loss(Z_cf, target)
+                target = self.encode(self.space.encoder_input(X_cf))
+            losses["consistency_loss"] = F.mse_loss(Z_cf, target)
             loss = loss + cfg.coeff_consistency * losses["consistency_loss"]
-        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), decoded, X_cf
+        return loss, {k: v.detach() for k, v in losses.items()}, Z_cf.detach(), X_cf
 
     def sample(self, b: dict, rows: Rows, Z: torch.Tensor, Y_m: torch.Tensor, C: Any, Z_cf: torch.Tensor,
-               decoded: Any, X_cf: Any) -> _Sample:
+               X_cf: Any) -> _Sample:
         """The callbacks' view of the update's batch (model-space ``X``; counterfactuals decoded on first access)."""
-        def model_space(decode: Callable) -> Any:
+        def model_space(Z_action: torch.Tensor) -> Any:
             with torch.no_grad():
-                return self.space.encoder_input(self.space.counterfactual(decode(), rows, C))
+                return self.space.encoder_input(self.space.counterfactual(self.decode(Z_action), rows, C))
 
-        return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C,
-                       X_cf_tilde=lambda: model_space(lambda: self.nets.decode(b["Z_cf_tilde"])), R_tilde=b["R_tilde"],
-                       Z_cf=Z_cf, X_cf=lambda: self.space.encoder_input(X_cf) if X_cf is not None else
-                       model_space(lambda: _detach(decoded)))
+        return _Sample(X=rows.model, Y_m=Y_m, Y_t=b["Y_t"], Z=Z, Z_cf_tilde=b["Z_cf_tilde"], C=C, R_tilde=b["R_tilde"],
+                       Z_cf=Z_cf, X_cf_tilde=lambda: model_space(b["Z_cf_tilde"]),
+                       X_cf=lambda: model_space(Z_cf) if X_cf is None else self.space.encoder_input(X_cf))
 
 
 def _detach(x: Any) -> Any:

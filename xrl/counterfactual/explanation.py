@@ -10,11 +10,8 @@ from ..io import _jsonable
 
 
 class Explanation:
-    """Result of ``explain``: ``meta`` (explainer name and parameters) and ``data`` (arrays).
-
-    ``data`` keys for CFRL: ``orig`` (``X``, ``class``), ``cf`` (``X``, ``class``), ``target``, ``condition``.
-    Keys are also reachable as attributes (``exp.cf["X"]``), as in alibi.
-    """
+    """Result of ``explain``: ``meta`` (explainer name and parameters) and ``data`` (arrays, as the explainer's
+    ``explain`` documents); keys are also reachable as attributes (``exp.cf["X"]``), as in alibi."""
 
     def __init__(self, meta: dict[str, Any], data: dict[str, Any]) -> None:
         self.meta, self.data = meta, data

@@ -1,5 +1,5 @@
-"""CFRL's losses (Samoilescu et al. 2021, section 3): the critic's regression target, the actor's sparsity,
-consistency and saturation terms. Pure functions of tensors."""
+"""CFRL's losses (Samoilescu et al. 2021, section 3): the critic's all-targets regression batch and the actor's
+sparsity terms (the consistency loss is an MSE, in :meth:`~.ddpg.DDPG.actor_loss`). Pure functions of tensors."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -33,10 +33,9 @@ def tabular_sparsity(heads: Sequence[torch.Tensor], X: torch.Tensor, n_num: int,
     ``heads``: the decoder's ``[numerical (if n_num), logits per categorical feature...]``; ``X``: model-space rows
     ``[B, n_num + sum K]``; ``pad``: the preprocessor's ``pad_categorical`` (``[B, sum K] -> [B, n_cat, Kmax]``).
     """
-    out, h = {}, 0
+    out, h = {}, int(n_num > 0)  # h: the first categorical head
     if n_num:
         out["sparsity_num_loss"] = weight_num * sample_mean((heads[0] - X[:, :n_num]).abs(), weight)
-        h = 1
     if len(heads) > h:
         logits = pad(torch.cat(list(heads[h:]), 1), float("-inf"))             # [B, n_cat, Kmax]
         target = pad(X[:, n_num:], 0.0)
@@ -45,11 +44,6 @@ def tabular_sparsity(heads: Sequence[torch.Tensor], X: torch.Tensor, n_num: int,
         changed = 0.5 * (hard + prob - prob.detach() - target).abs().sum(-1)   # [B, n_cat]: 1 per changed feature
         out["sparsity_cat_loss"] = weight_cat * sample_mean(changed, weight)
     return out
-
-
-def consistency_loss(Z_cf: torch.Tensor, Z_cf_target: torch.Tensor) -> torch.Tensor:
-    """MSE between the counterfactual embedding and the re-encoding of its (post-processed) decoding."""
-    return F.mse_loss(Z_cf, Z_cf_target)
 
 
 def all_targets_batch(state: torch.Tensor, target_cols: slice, Z_cf_tilde: torch.Tensor, reached: torch.Tensor,

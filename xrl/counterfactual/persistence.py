@@ -27,8 +27,7 @@ NETS = ("encoder", "decoder", "actor", "critic")
 
 
 def _modules(ex: Any) -> dict[str, torch.nn.Module]:
-    return {"encoder": ex.encoder, "decoder": ex.decoder, "actor": ex.components["actor"],
-            "critic": ex.components["critic"]}
+    return dict(zip(NETS, (ex.encoder, ex.decoder, ex.components["actor"], ex.components["critic"])))
 
 
 def save(ex: Any, path: Any, training_state: bool = True) -> None:
@@ -123,7 +122,7 @@ def _build(name: str, spec: dict[str, Any] | None) -> torch.nn.Module:
 def _restore_state(ex: Any, state: dict[str, Any]) -> None:
     task = state["task"] if "task" in state else state["y_dim"] and {  # format 1 kept the task's fields in state
         "y_dim": state["y_dim"], "regression": state["regression"], "y_range": state["y_range"],
-        "intervals": ex._intervals}
+        "intervals": ex._intervals and state["regression"]}
     ex.task = task and Task(**{**task, "y_range": task["y_range"] and tuple(task["y_range"])}) or None
     ex.cond_dim, ex._step = int(state["cond_dim"]), int(state["step"])
     ex.x_shape = tuple(state["x_shape"]) if state["x_shape"] else None

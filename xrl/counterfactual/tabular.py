@@ -2,17 +2,17 @@
 :class:`~xrl.counterfactual.CounterfactualRL` with a :class:`~.spaces.TabularSpace`."""
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
 from .. import io
-from .._validation import check_is_fitted, check_scalar, error_message
+from .._validation import check_is_fitted, check_scalar, check_type, error_message
 from ..models import tabular as _tabular_models  # noqa: F401  (registers TabularEncoder/Decoder for load)
 from ..preprocessing import TabularPreprocessor, normalize_category_map
 from .cfrl import CounterfactualRL
+from .ddpg import digest
 from .conditioning import TabularConstraints
 from .config import as_int
 from .explanation import Explanation
@@ -26,9 +26,8 @@ DEFAULT_RETRIES = 16
 
 
 def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: Any) -> TabularPreprocessor:
-    pre = encoder_preprocessor
-    if not isinstance(pre := pre if isinstance(pre, TabularPreprocessor) else getattr(pre, "__self__", None),
-                      TabularPreprocessor):
+    pre = getattr(encoder_preprocessor, "__self__", encoder_preprocessor)  # the object behind a bound .transform
+    if not isinstance(pre, TabularPreprocessor):
         raise TypeError(error_message(
             "encoder_preprocessor", "a fitted xrl.preprocessing.TabularPreprocessor (or its .transform)",
             type(encoder_preprocessor).__name__, "build it with TabularPreprocessor(feature_names, category_map)"
@@ -36,7 +35,7 @@ def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: A
     if getattr(pre, "mean_", None) is None:
         raise RuntimeError("encoder_preprocessor: the TabularPreprocessor is not fitted yet: call fit(X_train) first")
     inv = decoder_inv_preprocessor
-    if inv is not None and inv is not pre and getattr(inv, "__self__", None) is not pre:
+    if inv is not None and getattr(inv, "__self__", inv) is not pre:
         raise ValueError(error_message("decoder_inv_preprocessor", "None or the same TabularPreprocessor's "
                                        "inverse_transform", type(inv).__name__, "a different inverse would decode "
                                        "counterfactuals inconsistently with the encoder"))
@@ -46,11 +45,7 @@ def _resolve_preprocessor(encoder_preprocessor: Any, decoder_inv_preprocessor: A
 def _row_seed(seed: int, *parts: torch.Tensor | None) -> int:
     """A 64-bit seed from the explainer's ``seed`` and a row's tensors (codes, target, condition): the row's
     perturbations in ``explain(retries=...)`` are the same wherever and with whatever other rows it is explained."""
-    digest = hashlib.blake2b(int(seed).to_bytes(8, "little", signed=True), digest_size=8)
-    for part in parts:
-        if part is not None:
-            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
-    return int.from_bytes(digest.digest(), "little")
+    return int.from_bytes(digest(int(seed).to_bytes(8, "little", signed=True), *parts, size=8), "little")
 
 
 class CounterfactualRLTabular(CounterfactualRL):
@@ -59,33 +54,28 @@ class CounterfactualRLTabular(CounterfactualRL):
     A heterogeneous autoencoder (:class:`xrl.models.tabular.HeAE`), sparsity = L1 on standardised numbers + L0 on
     categories, random training conditions (so that conditions in the data's units work at explain time), and
     decoding through :class:`~.conditioning.TabularConstraints`, which makes every counterfactual satisfy immutable
-    features, ranges and conditions exactly. Regression black boxes take target intervals ``[low, high]``.
+    features, ranges and conditions exactly. Regression black boxes take target intervals ``[low, high]``. Parameters
+    not listed below are as in :class:`CounterfactualRL` (alibi's Adult example: coefficients 0.5 and 0.5).
 
     Parameters
     ----------
     predictor
-        Black box on the original format (what ``encoder_preprocessor`` was fitted on: numeric or object array, or
-        DataFrame) returning class scores ``[N, K]``, or ``[N]``/``[N, 1]`` values (regression).
-    encoder, decoder, latent_dim
+        As in :class:`CounterfactualRL`, on the original format (what ``encoder_preprocessor`` was fitted on).
+    encoder, decoder
         A trained :class:`~xrl.models.tabular.HeAE`'s halves (the decoder returns the heads ``[numerical (if any),
-        categorical logits...]`` in the preprocessor's ``head_dims``) and the latent size.
+        categorical logits...]`` in the preprocessor's ``head_dims``).
     encoder_preprocessor, decoder_inv_preprocessor
         The fitted :class:`~xrl.preprocessing.TabularPreprocessor` (or its ``transform``), and ``None`` or the same
         object's ``inverse_transform`` (alibi passes a pair of functions; here they must come from one object).
-    coeff_sparsity, coeff_consistency
-        Loss weights (alibi's Adult example: 0.5 and 0.5).
     feature_names, category_map
         Optional; when given they must match the preprocessor's (``category_map`` keys by index or name).
-    immutable_features, ranges
+    immutable_features, ranges, weight_num, weight_cat
         Features that never change; allowed changes as fractions of the training range (``{"Age": [0, 1]}``: Age may
-        only increase), as :class:`~.conditioning.TabularConstraints` documents.
-    weight_num, weight_cat
-        Weights of the numerical (L1) and categorical (L0) sparsity terms.
+        only increase; see :class:`~.conditioning.TabularConstraints`); weights of the numerical (L1) and categorical
+        (L0) sparsity terms. ``postprocessing_funcs`` and ``conditional_func`` are built from these and ``C``.
     conditional
         Train with random conditions (default) so that explain-time conditions and ``diversity`` work; with False
         the actor sees no condition and only immutables and ranges are enforced.
-    backend, seed, device, progress, accelerate, preset, **kwargs
-        As in :class:`CounterfactualRL` (``postprocessing_funcs`` and ``conditional_func`` are this class's own).
 
     Examples
     --------
@@ -107,11 +97,10 @@ class CounterfactualRLTabular(CounterfactualRL):
                  ranges: Mapping[str, Sequence[float]] | None = None, weight_num: float = 1.0,
                  weight_cat: float = 1.0, backend: str = "pytorch", seed: int = 0, *, conditional: bool = True,
                  **kwargs: Any) -> None:
-        for key in ("postprocessing_funcs", "conditional_func", "encoder_preprocessor", "decoder_inv_preprocessor"):
-            if key in kwargs:
-                raise ValueError(error_message(key, "not to be passed to CounterfactualRLTabular", "a value",
-                                               "the explainer builds its own constraint-safe post-processing and "
-                                               "conditioning from immutable_features, ranges and C"))
+        for key in sorted({"postprocessing_funcs", "conditional_func"} & set(kwargs)):
+            raise ValueError(error_message(key, "not to be passed to CounterfactualRLTabular", "a value",
+                                           "the explainer builds its own constraint-safe post-processing and "
+                                           "conditioning from immutable_features, ranges and C"))
         pre = _resolve_preprocessor(encoder_preprocessor, decoder_inv_preprocessor)
         if feature_names is not None and list(feature_names) != pre.feature_names_:
             raise ValueError(error_message("feature_names", f"the preprocessor's feature names {pre.feature_names_}",
@@ -120,15 +109,12 @@ class CounterfactualRLTabular(CounterfactualRL):
             raise ValueError(error_message("category_map", "the preprocessor's category map", category_map))
         for name, weight in (("weight_num", weight_num), ("weight_cat", weight_cat)):
             check_scalar(name, weight, low=0)
-        if not isinstance(conditional, bool):
-            raise TypeError(error_message("conditional", "a bool", conditional))
+        check_type("conditional", conditional, bool)
         self.preprocessor, self.constraints = pre, TabularConstraints(pre, immutable_features, ranges)
         self.weight_num, self.weight_cat, self.conditional = float(weight_num), float(weight_cat), conditional
         super().__init__(predictor, encoder, decoder, coeff_sparsity, coeff_consistency, latent_dim=latent_dim,
                          backend=backend, seed=seed, **kwargs)
-
-    def _make_space(self) -> TabularSpace:
-        return TabularSpace(self.constraints, self.conditional, self.weight_num, self.weight_cat, self.device)
+        self.space = TabularSpace(self.constraints, conditional, self.weight_num, self.weight_cat, self.device)
 
     def _tabular(self) -> dict[str, Any]:
         return {"immutable_features": list(self.constraints.immutable_features),
@@ -225,26 +211,22 @@ class CounterfactualRLTabular(CounterfactualRL):
             raise ValueError("diversity: needs an explainer trained with conditional=True (diverse counterfactuals "
                              "come from random sub-conditions the actor must have learned to follow)")
         cond = C[0] if isinstance(C, (list, tuple)) and len(C) == 1 else (C or {})
-        if not isinstance(cond, Mapping):
-            raise TypeError(error_message("C", "one dict of conditions ({} for none) with diversity=True", C))
+        check_type("C", cond, Mapping, "one dict of conditions ({} for none) with diversity=True")
         pre, Y_m = self.preprocessor, self._label(rows, 1, 1)
         gen = torch.Generator(self.device).manual_seed(self.config.seed + 7)
         rep = rows[[0] * batch_size]
         Y_rep, T_rep = Y_m.expand(batch_size, -1), T[:1].expand(batch_size, -1)
         scale = torch.as_tensor(pre.std_, device=self.device) * max(tolerance, 1e-12)
-        kept, keys = [], set()
+        kept: dict[tuple, torch.Tensor] = {}  # the first valid row of each (numbers in tolerance units, categories)
         for _ in range(patience):
             Cd = self.constraints.condition_from_dicts(rep.codes, cond, diverse=True, generator=gen)
             cf = self._generate(rep, Y_rep, T_rep, Cd, batch_size)
             for row in cf.codes[self.task.valid(self._label(cf, batch_size, batch_size), T_rep)]:
-                num = torch.round(row[pre.num_idx_] / scale).long().tolist() if pre.num_idx_ else []
-                key = (tuple(num), tuple(row[pre.cat_idx_].long().tolist()))
-                if key not in keys and len(kept) < num_samples:
-                    keys.add(key)
-                    kept.append(row)
+                kept.setdefault((tuple(torch.round(row[pre.num_idx_] / scale).tolist()),
+                                 tuple(row[pre.cat_idx_].tolist())), row)
             if len(kept) >= num_samples:
                 break
-        cf = self.space.rows(torch.stack(kept)) if kept else rows[:0]
+        cf = self.space.rows(torch.stack(list(kept.values())[:num_samples])) if kept else rows[:0]
         Y_cf = self._label(cf, len(cf), batch_size) if kept else Y_m[:0]
         T1 = T[:1].expand(len(cf), -1)
         return self._explanation(X, Y_m, cf, Y_cf, T1, None, valid=to_numpy(self.task.valid(Y_cf, T1)))
@@ -256,9 +238,7 @@ class CounterfactualRLTabular(CounterfactualRL):
     def _from_saved(cls, path: Any, predictor: Callable, nets: dict[str, nn.Module], settings: dict[str, Any],
                     device: torch.device) -> "CounterfactualRLTabular":
         tab = io.load_json(path / "tabular.json")
-        return cls(predictor, nets["encoder"], nets["decoder"], settings.pop("latent_dim"),
-                   TabularPreprocessor.from_config(tab["preprocessor"]), None, settings.pop("coeff_sparsity"),
-                   settings.pop("coeff_consistency"), immutable_features=tab["immutable_features"],
-                   ranges=tab["ranges"], weight_num=tab["weight_num"], weight_cat=tab["weight_cat"],
-                   conditional=tab["conditional"], device=device, actor=nets["actor"], critic=nets["critic"],
-                   **settings)
+        own = {k: tab[k] for k in ("immutable_features", "ranges", "weight_num", "weight_cat", "conditional")}
+        return cls(predictor, nets["encoder"], nets["decoder"], encoder_preprocessor=TabularPreprocessor.from_config(
+            tab["preprocessor"]), decoder_inv_preprocessor=None, device=device, actor=nets["actor"],
+            critic=nets["critic"], **own, **settings)
