@@ -31,6 +31,7 @@ def test_a_run_folder_resolves_to_its_checkpoint(tmp_path):
     (lambda tmp: cfrl_mnist.run(tmp, n_explain=5), "n_explain: expected a value >= 10"),
     (lambda tmp: cfrl_mnist.run(tmp, train_steps=0, save_models_to=tmp / "m"),
      "save_models_to: expected None unless retrain=True"),
+    (lambda tmp: cfrl_mnist.run(tmp, accelerate="fast"), "accelerate: expected one of None, 'channels_last'"),
     (lambda tmp: cfrl_adult.run(tmp, ae_epochs=0), "ae_epochs: expected a value >= 1"),
     (lambda tmp: worldmodel.make_config("freeway", preset="fast"), "preset: expected 'cpu' or 'dreamerv2'"),
     (lambda tmp: worldmodel.make_config("freeway", frames=0), "frames: expected a value >= 1"),
@@ -41,6 +42,14 @@ def test_a_run_folder_resolves_to_its_checkpoint(tmp_path):
 def test_bad_sizes_are_refused(tmp_path, call, match):
     with pytest.raises(ValueError, match=match):
         call(tmp_path)
+
+
+@pytest.mark.parametrize("accelerate,runs", [("channels_last", "accelerated"), (None, "eager")])
+def test_cfrl_mnist_runs_the_classifier_as_asked(tmp_path, accelerate, runs):
+    metrics = cfrl_mnist.run(tmp_path, train_steps=12, n_explain=10, train_size=200, accelerate=accelerate,
+                             progress=False)
+    assert metrics["cfrl_fit"]["classifier_runs"] == runs
+    assert 0 <= metrics["random_targets"]["validity"] <= 1
 
 
 def test_worldmodel_config_presets():

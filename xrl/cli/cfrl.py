@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--coeff-sparsity", type=float, default=7.5)
     m.add_argument("--act-noise", type=float, default=0.3,
                    help="exploration noise (seed default 0.1; 0.3 reaches a higher validity at short budgets)")
+    m.add_argument("--accelerate", choices=["channels_last", "compile", "none"], default="channels_last",
+                   help="how CFRL runs the classifier: channels-last or torch.compile (checked against eager on the "
+                   "first batches) or none (eager, as given); default channels_last")
     m.add_argument("--retrain", action="store_true", help="train the classifier and autoencoder from scratch "
                    "(about 5 minutes on 2 CPU cores) instead of loading the bundled ones")
     m.add_argument("--clf-epochs", type=int, default=2, help="classifier epochs with --retrain")
@@ -55,7 +58,8 @@ def run_mnist(args: argparse.Namespace) -> int:
                              train_size=args.train_size, retrain=args.retrain, clf_epochs=args.clf_epochs,
                              ae_epochs=args.ae_epochs, coeff_sparsity=args.coeff_sparsity, act_noise=args.act_noise,
                              seed=args.seed, device=device_of(args), save_models_to=args.save_models,
-                             command=command_line(args), mnist_dir=args.mnist_dir, progress=args.progress)
+                             command=command_line(args), mnist_dir=args.mnist_dir, progress=args.progress,
+                             accelerate=None if args.accelerate == "none" else args.accelerate)
     return finish({"out": args.out, **{k: metrics[k] for k in ("models", "cfrl_fit", "target_2", "random_targets")
                                        if k in metrics}}, args.out, cfrl_mnist.summary(metrics))
 
