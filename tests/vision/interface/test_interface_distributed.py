@@ -14,7 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from xrl.vision.interface import add_cli_arguments, build_interface, build_interface_timed, read_page_data
+from xrl.vision.interface import (NMFFit, Observations, add_cli_arguments, build_interface, build_interface_timed,
+                                  prepare_config, read_page_data, run_work)
+from xrl.vision.interface import work
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -31,8 +33,13 @@ def _leaves(tree, path=""):
         yield path, tree
 
 
-def test_workers_build_the_serial_page(ray_cluster, tiny, tiny_data, tmp_path):
+def _driver_must_not_run_items(*args, **kwargs):
+    raise AssertionError("a work item ran in the driver process")
+
+
+def test_workers_build_the_serial_page(ray_cluster, tiny, tiny_data, tmp_path, monkeypatch):
     """Every number of the page built by 2 Ray workers equals the serial page's (tiny page of the conftest)."""
+    monkeypatch.setattr(work, "run_work_item", _driver_must_not_run_items)   # the workers import their own copy
     path = build_interface("breakout", tmp_path / "ray", progress=False, workers=2, **tiny)
     data = read_page_data(path)
     assert ray_cluster.is_initialized()                                 # the caller's connection is left open
@@ -72,6 +79,14 @@ def test_bad_workers_and_addresses_fail_before_any_work(ray_cluster, tiny, tmp_p
     with pytest.raises(ConnectionError, match=rf"address: could not reach a Ray cluster at '127.0.0.1:{port}'"):
         build_interface("breakout", tmp_path / "b", progress=False, address=f"127.0.0.1:{port}", **tiny)
     assert time.perf_counter() - start < 30 and not (tmp_path / "b").exists()
+
+
+def test_a_failing_item_is_named(ray_cluster, tiny):
+    from xrl.distributed import WorkerError
+
+    config, _, _ = prepare_config("breakout", **tiny)
+    with pytest.raises(WorkerError, match=r"chunk 0 of 1 \(item 0: NMFFit\(layer='no_such_layer'\)\) failed"):
+        run_work(config, items=[[Observations()], [NMFFit("no_such_layer")]], workers=2, progress=False)
 
 
 def test_without_ray_the_error_names_the_extra(tiny, tmp_path, monkeypatch):
