@@ -29,8 +29,8 @@ from .agent import POLICY_OUTPUT, VALUE_OUTPUT, AgentSource, env_family, frames_
 from .images import png_bytes, rescale_opacity
 
 __all__ = ["InterfaceConfig", "Rollouts", "Observations", "NMFFit", "FeatureVis", "Attribution", "WorkItem",
-           "plan_work", "item_inputs", "run_work_item", "run_work", "check_workers", "smoothing_length", "ATTRIBUTION_KINDS",
-           "QUANT_RANGE"]
+           "plan_work", "item_inputs", "run_work_item", "run_work", "check_workers", "smoothing_length",
+           "ATTRIBUTION_KINDS", "QUANT_RANGE"]
 
 #: Attribution targets on the page: the value head, and the logit of the action the agent took at each frame.
 ATTRIBUTION_KINDS = ("value", "action")
@@ -195,10 +195,11 @@ def run_work(config: InterfaceConfig, *, model: nn.Module | None = None, progres
     """Run every work item of :func:`plan_work`, stage by stage; results keyed by ``item.key``.
 
     By default every item runs in this process, one after another. With ``workers`` or ``address``, the items of
-    each stage run on Ray workers (:func:`xrl.distributed.map_items`), each of which loads the agent once per stage
-    from ``config.source`` (no network is pickled); this process only cuts each item's inputs from the earlier
-    stages' results. ``address`` as in :func:`xrl.distributed.cluster` (None: a local Ray instance, started once for
-    all stages, or the connection this process already holds); ``workers`` defaults to the cluster's CPUs then.
+    each stage run in parallel on Ray workers (:func:`xrl.distributed.item_workers`, started once for all stages),
+    each of which loads the agent once from ``config.source`` (no network is pickled); this process only cuts each
+    item's inputs from the earlier stages' results. ``address`` as in :func:`xrl.distributed.cluster` (None: a local
+    Ray instance for this call, or the connection this process already holds); with an address and no ``workers``,
+    one worker per CPU of the cluster.
     The results equal the serial ones (same seeds; floating-point sums may differ in the last bits where a worker
     uses another number of threads).
     """
@@ -247,7 +248,10 @@ def _worker_setup(source: AgentSource, device: str | None) -> nn.Module:
 
 
 def _worker_run(remote: _RemoteItem, model: nn.Module, *, config: InterfaceConfig, shared: dict) -> dict[str, Any]:
-    return run_work_item(remote.item, config, {**shared, **remote.inputs}, model=model, progress=False)
+    inputs = {**shared, **remote.inputs}
+    # arrays from Ray's object store are read-only views (torch.from_numpy warns on them): the item gets its own copy
+    inputs = {k: np.array(v) if isinstance(v, np.ndarray) and not v.flags.writeable else v for k, v in inputs.items()}
+    return run_work_item(remote.item, config, inputs, model=model, progress=False)
 
 
 def _split_shared(inputs: list[dict[str, Any]]) -> tuple[dict, list[dict]]:
@@ -300,7 +304,7 @@ def _run_rollouts(item, config: InterfaceConfig, inputs, model, progress) -> dic
     bar = _bar(progress, 1, "rollouts", "batch")
     traj = collect_trajectories(model, config.source.env_id, num_envs=config.trajectories,
                                 num_steps=config.steps + 1, seed=config.seed, device=config.device,
-                                env_kwargs=config.source.env_kwargs_dict or None)
+                                env_kwargs=config.source.env_kwargs_dict or None, progress=progress)
     bar.update(1)
     bar.close()
     T = config.steps
@@ -328,7 +332,8 @@ def _run_observations(item, config: InterfaceConfig, inputs, model, progress) ->
         want = min(per_call, config.observations - sum(len(c) for c in chunks))
         chunks.append(sample_observations(model, config.source.env_id, num_obs=want, every=config.obs_every,
                                           num_envs=min(envs, want), seed=config.seed + 100_000 + k * envs,
-                                          device=config.device, env_kwargs=config.source.env_kwargs_dict or None))
+                                          device=config.device, env_kwargs=config.source.env_kwargs_dict or None,
+                                          progress=progress))
         bar.update(want)
         k += 1
     bar.close()
