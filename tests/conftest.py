@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -75,3 +77,28 @@ def digits_models(digits):
     """(classifier, encoder, decoder): an MLP classifier (~100% train accuracy) and an 8-d tanh autoencoder."""
     X, y = digits
     return _train_digits_models(X, y)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster per test process (2 CPUs, HOME in a temporary folder while it starts), shut down at the
+    end of the session; started only by the tests that ask for it (tests/distributed, the interface over Ray)."""
+    ray = pytest.importorskip("ray", reason='xrl.distributed needs the ray extra: pip install "xrl[ray]"')
+    saved = {k: os.environ.get(k) for k in ("HOME", "RAY_USAGE_STATS_ENABLED")}
+    root = tempfile.mkdtemp(prefix="xrl-ray-")  # short: Ray's socket paths live under it
+    os.environ.update(HOME=os.path.join(root, "home"), RAY_USAGE_STATS_ENABLED="0")
+    os.makedirs(os.environ["HOME"])
+    assert not ray.is_initialized(), "another test left Ray connected"
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=os.path.join(root, "ray"), log_to_driver=False)
+    finally:  # Ray's processes keep this environment; the other tests get theirs back (HOME holds data caches)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(root, ignore_errors=True)

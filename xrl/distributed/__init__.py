@@ -8,7 +8,8 @@ Every function here equals its serial counterpart for the same inputs and seeds,
   ``predictor_factory()``; :class:`ExplainBatches` does the same for ``ray.data.Dataset.map_batches``;
 - :func:`collect_trajectories`, :func:`evaluate`: :func:`xrl.agents.collect_trajectories` / :func:`~xrl.agents.evaluate`
   with the environments shared out among workers (one agent copy per worker);
-- :func:`map_items`: ``[function(item) for item in items]`` (used by the RL-vision interface's work items).
+- :func:`map_items`: ``[function(item) for item in items]``; :func:`item_workers` keeps the workers for several such
+  lists (the RL-vision interface's stages of work items).
 
 Ray is imported, and a cluster joined or started, only when one of these functions is called: ``address=None``
 starts a local Ray instance for the call and shuts it down afterwards; ``address="auto"`` (or ``"host:port"``)
@@ -19,8 +20,8 @@ raises :class:`WorkerError` naming the chunk it held; nothing partial is returne
 from ._cluster import RAY_INSTALL_HINT, WorkerError
 from ._cluster import connect as cluster
 from .explain import ExplainBatches, SavedExplainer, explain
-from .items import map_items
+from .items import ItemWorkers, item_workers, map_items
 from .rollouts import collect_trajectories, evaluate
 
-__all__ = ["explain", "ExplainBatches", "SavedExplainer", "collect_trajectories", "evaluate", "map_items", "cluster",
-           "WorkerError", "RAY_INSTALL_HINT"]
+__all__ = ["explain", "ExplainBatches", "SavedExplainer", "collect_trajectories", "evaluate", "map_items",
+           "item_workers", "ItemWorkers", "cluster", "WorkerError", "RAY_INSTALL_HINT"]

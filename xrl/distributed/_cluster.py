@@ -179,58 +179,97 @@ def _describe_failure(exc: BaseException) -> tuple[BaseException | None, str, st
     return original, summary, str(exc)
 
 
+class ActorPool:
+    """``num_workers`` actors of ``worker_class``, each set up once with ``setup(*setup_args)``, that run several
+    lists of chunks (:meth:`run`) before they are killed (:meth:`close`). A failure kills every actor: the pool is
+    then closed and raises on further use.
+    """
+
+    def __init__(self, worker_class: type, setup_args: Sequence[Any], *, num_workers: int, cpus_per_worker: float = 1,
+                 gpus_per_worker: float = 0, desc: str = "chunks", ray: Any):
+        check_resources(ray, num_workers, cpus_per_worker, gpus_per_worker)
+        self.ray, self.desc = ray, desc
+        remote = ray.remote(worker_class).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
+        self.actors = [remote.remote() for _ in range(num_workers)]
+        try:
+            shared = [ray.put(arg) for arg in setup_args]  # stored once, read by every worker
+            setups = {actor.setup.remote(*shared): k for k, actor in enumerate(self.actors)}
+            for ref, k in setups.items():
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    cause, summary, tb = _describe_failure(exc)
+                    raise WorkerError(f"{desc}: worker {k} could not be set up: {summary}", cause=cause,
+                                      remote_traceback=tb) from cause
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, chunks: Sequence[Chunk], *, progress: bool = True, desc: str | None = None, unit: str = "chunk",
+            queue_depth: int = 1) -> list[Any]:
+        """Run ``chunks`` (``run(*chunk.args)`` on whichever actor is free, up to ``queue_depth`` queued per actor:
+        2 for equal chunks, so that an actor never waits for its next one; 1 for unequal work, so that no chunk
+        waits behind a long one while another actor is free) and return their results in chunk order. The first
+        failure kills every actor and raises :class:`WorkerError` naming the chunk; nothing partial is returned."""
+        from tqdm.auto import tqdm
+
+        if not self.actors:
+            raise RuntimeError(f"{self.desc}: the workers are gone (closed, or killed after a failure)")
+        ray, desc = self.ray, desc or self.desc
+        results: list[Any] = [None] * len(chunks)
+        bar = tqdm(total=sum(c.size for c in chunks), desc=desc, unit=unit, disable=not progress)
+        try:
+            pending: dict[Any, tuple[int, Any]] = {}
+            queue = list(range(len(chunks)))[::-1]
+            idle = list(self.actors) * queue_depth
+            while queue or pending:
+                while queue and idle:
+                    i, actor = queue.pop(), idle.pop()
+                    pending[actor.run.remote(*chunks[i].args)] = (i, actor)
+                [done], _ = ray.wait(list(pending), num_returns=1)
+                i, actor = pending.pop(done)
+                try:
+                    results[i] = ray.get(done)
+                except ray.exceptions.RayError as exc:
+                    cause, summary, tb = _describe_failure(exc)
+                    raise WorkerError(f"{desc}: chunk {i} of {len(chunks)} ({chunks[i].what}) failed: {summary}; "
+                                      "no partial result is returned", chunk=i, what=chunks[i].what, cause=cause,
+                                      remote_traceback=tb) from cause
+                idle.append(actor)
+                bar.update(chunks[i].size)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            bar.close()
+        return results
+
+    def close(self) -> None:
+        """Kill the actors (also their queued chunks)."""
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+
 def run_chunks(worker_class: type, setup_args: Sequence[Any], chunks: Sequence[Chunk], *, num_workers: int,
                cpus_per_worker: float = 1, gpus_per_worker: float = 0, progress: bool = True, desc: str = "chunks",
                unit: str = "chunk", queue_depth: int = 1, ray: Any) -> list[Any]:
     """Run ``chunks`` on ``num_workers`` actors of ``worker_class`` and return their results in chunk order.
 
     Each actor is created, then ``setup(*setup_args)`` runs once in it (the arguments are put in Ray's object store
-    once and shared by all actors); then chunks go to whichever actor is free, as ``run(*chunk.args)``, with up to
-    ``queue_depth`` chunks queued per actor (2 for equal chunks: an actor never waits for its next one; 1 for
-    unequal work, so that no chunk waits behind a long one while another actor is free). The first failure (a setup
-    or a chunk raising, a worker dying) kills every actor and raises :class:`WorkerError` naming the chunk; nothing
+    once and shared by all actors); then the chunks run as in :meth:`ActorPool.run`. The first failure (a setup or a
+    chunk raising, a worker dying) kills every actor and raises :class:`WorkerError` naming the chunk; nothing
     partial is returned. The actors are killed at the end in any case.
     """
-    from tqdm.auto import tqdm
-
     check_resources(ray, num_workers, cpus_per_worker, gpus_per_worker)
-    remote = ray.remote(worker_class).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
-    actors = [remote.remote() for _ in range(min(num_workers, len(chunks)))]
-    results: list[Any] = [None] * len(chunks)
-    bar = tqdm(total=sum(c.size for c in chunks), desc=desc, unit=unit, disable=not progress)
+    if not chunks:
+        return []
+    pool = ActorPool(worker_class, setup_args, num_workers=min(num_workers, len(chunks)),
+                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, desc=desc, ray=ray)
     try:
-        shared = [ray.put(arg) for arg in setup_args]  # stored once, read by every worker
-        setups = {actor.setup.remote(*shared): k for k, actor in enumerate(actors)}
-        for ref, k in setups.items():
-            try:
-                ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                cause, summary, tb = _describe_failure(exc)
-                raise WorkerError(f"{desc}: worker {k} could not be set up: {summary}", cause=cause,
-                                  remote_traceback=tb) from cause
-        pending: dict[Any, tuple[int, Any]] = {}
-        queue = list(range(len(chunks)))[::-1]
-        idle = list(actors) * queue_depth
-        while queue or pending:
-            while queue and idle:
-                i, actor = queue.pop(), idle.pop()
-                pending[actor.run.remote(*chunks[i].args)] = (i, actor)
-            [done], _ = ray.wait(list(pending), num_returns=1)
-            i, actor = pending.pop(done)
-            try:
-                results[i] = ray.get(done)
-            except ray.exceptions.RayError as exc:
-                cause, summary, tb = _describe_failure(exc)
-                raise WorkerError(f"{desc}: chunk {i} of {len(chunks)} ({chunks[i].what}) failed: {summary}; no "
-                                  "partial result is returned", chunk=i, what=chunks[i].what, cause=cause,
-                                  remote_traceback=tb) from cause
-            idle.append(actor)
-            bar.update(chunks[i].size)
+        return pool.run(chunks, progress=progress, desc=desc, unit=unit, queue_depth=queue_depth)
     finally:
-        bar.close()
-        for actor in actors:
-            ray.kill(actor)
-    return results
+        pool.close()
 
 
 def stage(name: str, function: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ from xrl._validation import check_scalar, error_message
 from .agent import check_agent_env, env_family, load_model, resolve_agent
 from .layers import check_layers, layer_shapes
 from .page import assemble_page, check_output_folder, write_page
-from .work import InterfaceConfig, phase_seconds, run_work
+from .work import InterfaceConfig, check_workers, phase_seconds, run_work
 
 __all__ = ["build_interface", "build_interface_timed", "prepare_config", "gae_parameters"]
 
@@ -80,16 +80,25 @@ def prepare_config(agent: Any, *, env: str | None = None, trajectories: int = 8,
 
 
 def build_interface_timed(agent: Any, out: str | Path, *, overwrite: bool = False, progress: bool = True,
-                          inline_images: bool | None = None, **kwargs: Any) -> tuple[Path, dict[str, Any]]:
-    """:func:`build_interface` that also returns the wall time of each phase and the output size (for benchmarks)."""
+                          inline_images: bool | None = None, workers: int | None = None, address: str | None = None,
+                          **kwargs: Any) -> tuple[Path, dict[str, Any]]:
+    """:func:`build_interface` that also returns the wall time of each phase and the output size (for benchmarks).
+
+    With ``workers``/``address`` the phases' times are summed over the workers' items (work, not wall time), and
+    ``"work"`` is the wall time of all work items, Ray's start-up included."""
     out = Path(out)
     check_output_folder(out, overwrite)                                # fail before any computation
+    check_workers(workers, address)
     t0, c0 = time.perf_counter(), time.process_time()
     config, model, info = prepare_config(agent, **kwargs)
     t_prep = time.perf_counter() - t0
-    results = run_work(config, model=model, progress=progress)
+    t_work = time.perf_counter()
+    results = run_work(config, model=model, progress=progress, workers=workers, address=address)
+    t_work = time.perf_counter() - t_work
     timing = phase_seconds(results, config.layers)
     timing["setup"] = round(t_prep, 3)
+    timing["work"] = round(t_work, 3)
+    timing["workers"] = workers if workers is not None else (None if address is None else "cluster")
     t1, c1 = time.perf_counter(), time.process_time()
     data, images = assemble_page(config, info, results, timing=timing)
     path = write_page(out, data, images, overwrite=overwrite, inline_images=inline_images)
@@ -107,7 +116,7 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
                     layers: Sequence[str] | str | None = None, integrate_steps: int = 10, seed: int = 0,
                     device: Any = None, overwrite: bool = False, progress: bool = True, fv_steps: int = 512,
                     action_attribution: bool = True, inline_images: bool | None = None,
-                    trust_pickle: bool = False) -> Path:
+                    trust_pickle: bool = False, workers: int | None = None, address: str | None = None) -> Path:
     """Build the Understanding-RL-Vision interface of an agent: one offline ``index.html`` to explore.
 
     The page (Hilton et al. 2020, https://distill.pub/2020/understanding-rl-vision) shows ``trajectories`` rollouts
@@ -157,6 +166,15 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
     trust_pickle : bool, default False
         SB3 files only: unpickle what only the file's pickles describe (a custom features extractor) with SB3's
         loader. This runs code from the file; only for files you trust.
+    workers : int, optional
+        Spread the work items over this many Ray workers (needs ``pip install "xrl[ray]"``): the rollouts and the
+        observation sample, then one NMF fit per layer, then the feature visualizations and one attribution per
+        layer x trajectory, each stage's items in parallel, each worker loading the agent itself. Default: all in
+        this process (Ray is not imported). The page equals the serial one.
+    address : str, optional
+        The Ray cluster to run on (``"auto"`` or ``"host:port"``, see :func:`xrl.distributed.cluster`); default a
+        local Ray instance for this call when ``workers`` is given. With an address and no ``workers``, one worker
+        per CPU of the cluster. A checkpoint folder or SB3 file must be at the same path on every node.
 
     Returns
     -------
@@ -167,7 +185,13 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
     ValueError
         Unknown agent names (the bundled names are listed), layers that do not exist (close matches listed), an
         environment whose observations the agent cannot take, an SB3 file without a value head, an output folder
-        that exists without ``overwrite``; nothing is written then.
+        that exists without ``overwrite``; nothing is written then. ``workers`` below 1.
+    ImportError
+        ``workers`` or ``address`` given without Ray installed (the extra ``xrl[ray]`` is named).
+    ConnectionError
+        An ``address`` where no Ray cluster answers.
+    xrl.distributed.WorkerError
+        A work item failed on a worker (the item is named); nothing is written.
 
     Examples
     --------
@@ -178,5 +202,6 @@ def build_interface(agent: Any, out: str | Path, *, env: str | None = None, traj
                                     observations=observations, obs_every=obs_every, features=features, layers=layers,
                                     integrate_steps=integrate_steps, seed=seed, device=device, overwrite=overwrite,
                                     progress=progress, fv_steps=fv_steps, action_attribution=action_attribution,
-                                    inline_images=inline_images, trust_pickle=trust_pickle)
+                                    inline_images=inline_images, trust_pickle=trust_pickle, workers=workers,
+                                    address=address)
     return path

@@ -41,6 +41,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attribute the value only (halves the attribution time)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default torch's; 1 is often faster on a busy machine)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="spread the work items (NMF fits, layer x trajectory attributions, ...) over this many "
+                        "Ray workers (pip install \"xrl[ray]\"); default: all in this process")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to run on ('auto' on a node of the cluster, or host:port printed by `ray "
+                        "start --head`); default a local Ray instance when --workers is given")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="SB3 files with a custom network: unpickle it (runs code from the file; trusted files "
@@ -70,7 +76,8 @@ def run_cli(args: argparse.Namespace) -> Path:
         args.agent, out, env=args.env, features=args.features, layers=args.layers,
         integrate_steps=args.integrate_steps, seed=args.seed, device=args.device, overwrite=args.overwrite,
         progress=not args.no_progress, action_attribution=not args.no_action_attribution,
-        trust_pickle=args.trust_pickle, **settings)
+        trust_pickle=args.trust_pickle, workers=getattr(args, "workers", None),
+        address=getattr(args, "address", None), **settings)
     print(f"wrote {path} ({timing['output_bytes'] / 1e6:.1f} MB in {timing['total']:.0f} s); open it in a browser")
     print(json.dumps({"timing_s": timing}), file=sys.stderr)
     return path
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_cli(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

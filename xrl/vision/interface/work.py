@@ -29,8 +29,8 @@ from .agent import POLICY_OUTPUT, VALUE_OUTPUT, AgentSource, env_family, frames_
 from .images import png_bytes, rescale_opacity
 
 __all__ = ["InterfaceConfig", "Rollouts", "Observations", "NMFFit", "FeatureVis", "Attribution", "WorkItem",
-           "plan_work", "item_inputs", "run_work_item", "run_work", "smoothing_length", "ATTRIBUTION_KINDS",
-           "QUANT_RANGE"]
+           "plan_work", "item_inputs", "run_work_item", "run_work", "check_workers", "smoothing_length",
+           "ATTRIBUTION_KINDS", "QUANT_RANGE"]
 
 #: Attribution targets on the page: the value head, and the logit of the action the agent took at each frame.
 ATTRIBUTION_KINDS = ("value", "action")
@@ -190,15 +190,109 @@ def run_work_item(item: WorkItem, config: InterfaceConfig, inputs: dict[str, Any
 
 
 def run_work(config: InterfaceConfig, *, model: nn.Module | None = None, progress: bool = True,
-             items: Sequence[Sequence[WorkItem]] | None = None) -> dict[str, dict]:
-    """Run every work item of :func:`plan_work` in this process, stage by stage; results keyed by ``item.key``."""
+             items: Sequence[Sequence[WorkItem]] | None = None, workers: int | None = None,
+             address: str | None = None) -> dict[str, dict]:
+    """Run every work item of :func:`plan_work`, stage by stage; results keyed by ``item.key``.
+
+    By default every item runs in this process, one after another. With ``workers`` or ``address``, the items of
+    each stage run in parallel on Ray workers (:func:`xrl.distributed.item_workers`, started once for all stages),
+    each of which loads the agent once from ``config.source`` (no network is pickled); this process only cuts each
+    item's inputs from the earlier stages' results. ``address`` as in :func:`xrl.distributed.cluster` (None: a local
+    Ray instance for this call, or the connection this process already holds); with an address and no ``workers``,
+    one worker per CPU of the cluster.
+    The results equal the serial ones (same seeds; floating-point sums may differ in the last bits where a worker
+    uses another number of threads).
+    """
+    stages = items if items is not None else plan_work(config)
+    if workers is not None or address is not None:
+        return _run_work_on_ray(config, stages, workers=workers, address=address, progress=progress)
     if model is None:
         model = load_model(config.source, config.device)
     results: dict[str, dict] = {}
-    for stage in (items if items is not None else plan_work(config)):
+    for stage in stages:
         for item in stage:
             results[item.key] = run_work_item(item, config, item_inputs(item, results), model=model,
                                               progress=progress)
+    return results
+
+
+def check_workers(workers: Any, address: Any) -> None:
+    """Fail before any work: ``workers`` must be None or an int >= 1, ``address`` None or a non-empty string, and
+    Ray must be importable when either is given (the error names the extra, ``xrl[ray]``)."""
+    if workers is not None:
+        check_scalar("workers", workers, int, low=1)
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise TypeError(error_message("address", "None (a local Ray instance), 'auto' or 'host:port' of a running "
+                                      "Ray cluster", address))
+    if workers is not None or address is not None:
+        from xrl.distributed._cluster import import_ray
+
+        import_ray()
+
+
+@dataclass(frozen=True)
+class _RemoteItem:
+    """What travels to a worker for one item: the item and the inputs that are its own (the inputs every item of
+    the stage shares travel once per stage, bound into the function)."""
+
+    item: WorkItem
+    inputs: dict
+
+    def __repr__(self) -> str:                                         # named in a WorkerError
+        return repr(self.item)
+
+
+def _worker_setup(source: AgentSource, device: str | None) -> nn.Module:
+    """Runs once in each Ray worker: the agent, loaded from its picklable source (no network is pickled)."""
+    return load_model(source, device)
+
+
+def _worker_run(remote: _RemoteItem, model: nn.Module, *, config: InterfaceConfig, shared: dict) -> dict[str, Any]:
+    inputs = {**shared, **remote.inputs}
+    # arrays from Ray's object store are read-only views (torch.from_numpy warns on them): the item gets its own copy
+    inputs = {k: np.array(v) if isinstance(v, np.ndarray) and not v.flags.writeable else v for k, v in inputs.items()}
+    return run_work_item(remote.item, config, inputs, model=model, progress=False)
+
+
+def _split_shared(inputs: list[dict[str, Any]]) -> tuple[dict, list[dict]]:
+    """Inputs that are the very same object for every item of a stage (the sampled observations, the colour
+    statistics) travel once; the rest travel with their item."""
+    if len(inputs) < 2:
+        return {}, inputs
+    first = inputs[0]
+    shared = {k: v for k, v in first.items() if all(k in other and other[k] is v for other in inputs[1:])}
+    return shared, [{k: v for k, v in each.items() if k not in shared} for each in inputs]
+
+
+_STAGE_NAMES = {Rollouts: "rollouts", Observations: "observations", NMFFit: "NMF", FeatureVis: "feature vis",
+                Attribution: "attribution"}
+
+
+def _run_work_on_ray(config: InterfaceConfig, stages: Sequence[Sequence[WorkItem]], *, workers: int | None,
+                     address: str | None, progress: bool) -> dict[str, dict]:
+    """The stages on one set of Ray workers (started once, the agent loaded once in each); this process cuts each
+    item's inputs from the earlier stages' results between stages."""
+    from functools import partial
+
+    from xrl.distributed import cluster, item_workers
+
+    check_workers(workers, address)
+    stages = [list(stage) for stage in stages if len(stage)]
+    gpus = 1 if str(config.device or "cpu").startswith("cuda") else 0  # a worker sees a GPU only if Ray gives one
+    results: dict[str, dict] = {}
+    with cluster(address) as ray:
+        if workers is None:
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        size = min(workers, max((len(stage) for stage in stages), default=1))
+        with item_workers(num_workers=size, setup=partial(_worker_setup, config.source, config.device),
+                          gpus_per_worker=gpus, desc="interface workers") as pool:
+            for s, stage in enumerate(stages):
+                shared, own = _split_shared([item_inputs(item, results) for item in stage])
+                kinds = ", ".join(dict.fromkeys(_STAGE_NAMES.get(type(item), type(item).__name__) for item in stage))
+                out = pool.map(partial(_worker_run, config=config, shared=shared),
+                               [_RemoteItem(item, inputs) for item, inputs in zip(stage, own)], progress=progress,
+                               desc=f"stage {s + 1}/{len(stages)} ({kinds}) on {size} workers")
+                results.update({item.key: result for item, result in zip(stage, out)})
     return results
 
 
@@ -210,7 +304,7 @@ def _run_rollouts(item, config: InterfaceConfig, inputs, model, progress) -> dic
     bar = _bar(progress, 1, "rollouts", "batch")
     traj = collect_trajectories(model, config.source.env_id, num_envs=config.trajectories,
                                 num_steps=config.steps + 1, seed=config.seed, device=config.device,
-                                env_kwargs=config.source.env_kwargs_dict or None)
+                                env_kwargs=config.source.env_kwargs_dict or None, progress=progress)
     bar.update(1)
     bar.close()
     T = config.steps
@@ -238,7 +332,8 @@ def _run_observations(item, config: InterfaceConfig, inputs, model, progress) ->
         want = min(per_call, config.observations - sum(len(c) for c in chunks))
         chunks.append(sample_observations(model, config.source.env_id, num_obs=want, every=config.obs_every,
                                           num_envs=min(envs, want), seed=config.seed + 100_000 + k * envs,
-                                          device=config.device, env_kwargs=config.source.env_kwargs_dict or None))
+                                          device=config.device, env_kwargs=config.source.env_kwargs_dict or None,
+                                          progress=progress))
         bar.update(want)
         k += 1
     bar.close()
@@ -263,7 +358,7 @@ def _run_nmf(item: NMFFit, config: InterfaceConfig, inputs, model, progress) -> 
     full = frames_rgb(obs, family).astype(np.float32).transpose(0, 3, 1, 2) / 255.0   # [N, 3, H, W] for the patches
     layer_nmf = LayerNMF(model, item.layer, obs, features=config.features, attr_layer_name=VALUE_OUTPUT,
                          attr_opts={"integrate_steps": config.integrate_steps}, obs_full=full,
-                         batch_size=config.batch_size, seed=config.seed, device=config.device)
+                         batch_size=config.batch_size, seed=config.seed, device=config.device, progress=progress)
     bar.update(1)
     t1 = time.perf_counter()
     thumbnails, spatial = [], []
