@@ -39,12 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xrl`` console script; returns the exit status."""
+    from ..distributed._cluster import WorkerError   # no Ray import
+
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)   # recorded next to what a job writes
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:  # user errors: one clear line, no traceback
+    except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError, WorkerError) as exc:
+        # user errors (bad input, a missing extra, an unreachable cluster, a failing worker): one clear line
         if getattr(args, "debug", False):
             raise
         print(f"xrl {args.command}: error: {exc}", file=sys.stderr)
