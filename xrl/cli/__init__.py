@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Run `xrl <command> --help` for a command's options. Docs: README.md, docs/.")
     ap.add_argument("--version", action="version", version=f"xrl {xrl.__version__}")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(sub)
