@@ -94,6 +94,20 @@ def test_same_seed_same_training_and_resume_continues(tmp_path):
                   tmp_path)
 
 
+def test_snapshots_keep_the_agent_at_intervals_of_frames(tmp_path):
+    small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1)    # 128 frames per update
+    res = train_ppo(tiny_config(total_timesteps=640, snapshot_every=256, **small), tmp_path, env=LitCellEnv(4))
+    snaps = sorted((tmp_path / "snapshots").iterdir())
+    assert [int(p.name) for p in snaps] == [256, 512]
+    x = torch.rand(4, 1, 10, 10)
+    first, last = load_agent(snaps[0]), load_agent(snaps[-1])
+    assert first.metadata["global_step"] == 256 and last.metadata["global_step"] == 512
+    assert not torch.equal(first(x)[1], last(x)[1])                    # weights of different steps
+    assert not torch.equal(last(x)[1], res.agent(x)[1])                # the final agent (640) is later still
+    with pytest.raises(ValueError, match="snapshot_every"):
+        tiny_config(snapshot_every=-1).validate()
+
+
 def test_callback_returning_false_stops_with_a_resumable_checkpoint(tmp_path):
     torch.set_num_threads(1)
     small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, checkpoint_every=10)

@@ -10,7 +10,8 @@ see :func:`~xrl.agents.load_sb3_policy`.
 Outputs in ``output_dir``: ``progress.csv`` (one row per update), TensorBoard events (if ``tensorboard`` is
 installed), and ``checkpoint/`` (``agent.safetensors`` + ``agent.json``, ``optimizer.safetensors`` +
 ``optimizer.json``, ``state.json``), rewritten as one transaction (:func:`xrl.io.atomic_directory`: an interruption
-leaves the previous checkpoint) every ``checkpoint_every`` updates and at the end.
+leaves the previous checkpoint) every ``checkpoint_every`` updates and at the end; with ``snapshot_every``, the
+agent alone is also kept in ``snapshots/<global step>/`` at that interval of frames.
 A run restarted with the same ``output_dir`` resumes from that checkpoint (weights, optimizer, step count and the
 learning-rate schedule; environments restart with fresh episodes).
 """
@@ -89,6 +90,11 @@ class PPOConfig:
     """Use the channels-last memory format (faster convolutions on CPU for 64x64 frames)."""
     checkpoint_every: int = 20
     """Write the resumable checkpoint every this many updates (and always at the end)."""
+    snapshot_every: int = 0
+    """Also keep the agent (weights and metadata, no optimizer) every this many frames in
+    ``snapshots/<global step>/``, loadable with :func:`load_agent`: the resumable checkpoint is overwritten, so a run
+    whose return later falls can still be evaluated, bundled or continued (``init_agent``) from its best point.
+    0: no snapshots."""
     progress_bar: bool = True
     """Show a tqdm progress bar."""
     tensorboard: bool = True
@@ -115,6 +121,7 @@ class PPOConfig:
         for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "fc_dim",
                      "checkpoint_every"):
             check_scalar(name, getattr(self, name), int, low=1)
+        check_scalar("snapshot_every", self.snapshot_every, int, low=0)
         for name in ("learning_rate", "gamma", "gae_lambda", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm"):
             check_scalar(name, getattr(self, name), (int, float), low=0.0)
         if (self.num_envs * self.num_steps) % self.num_minibatches:
@@ -231,12 +238,22 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
             except ImportError:  # pragma: no cover - optional dependency
                 writer = None
 
+    def agent_metadata() -> dict[str, Any]:
+        return {"env_id": config.env_id, "env_kwargs": config.env_kwargs, "global_step": global_step,
+                "ppo_config": config.to_dict()}
+
+    def save_snapshot(previous_step: int) -> None:
+        every = config.snapshot_every
+        if out is None or not every or global_step // every == previous_step // every:
+            return
+        with io.atomic_directory(out / "snapshots" / f"{global_step:010d}") as tmp:
+            write_agent_files(tmp, agent, agent_metadata())
+
     def save_checkpoint() -> None:
         if ckpt is None:
             return
         with io.atomic_directory(ckpt) as tmp:  # one transaction: agent, optimizer and counters always agree
-            write_agent_files(tmp, agent, {"env_id": config.env_id, "env_kwargs": config.env_kwargs,
-                                           "global_step": global_step, "ppo_config": config.to_dict()})
+            write_agent_files(tmp, agent, agent_metadata())
             tensors, meta = io.optimizer_to_tensors(optimizer)      # keys state.<param index>.<name>
             io.save_tensors(tmp / "optimizer.safetensors", tensors)
             io.save_json(tmp / "optimizer.json", meta)
@@ -383,6 +400,7 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
                 for k, v in row.items():
                     if k not in ("global_step", "update") and np.isfinite(v):
                         writer.add_scalar(k, v, global_step)
+            save_snapshot(global_step - batch_size)
             stop = callback is not None and callback(row) is False
             bar.update(batch_size)
             bar.set_postfix(ret=f"{row['charts/episodic_return']:.2f}", sps=f"{row['charts/SPS']:.0f}")

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--init-from", default=None, metavar="AGENT",
                    help="start a new run from a bundled agent (freeway, breakout, coinrun) or an agent folder, "
                    "with a fresh optimizer")
+    t.add_argument("--snapshot-every", type=int, default=0, metavar="FRAMES",
+                   help="also keep the agent every this many frames in OUT/snapshots/<step>/ (default: none)")
     t.set_defaults(func=run_train)
 
     e = jobs.add_parser("evaluate", help="evaluate an agent against random actions; optionally bundle it",
@@ -55,7 +57,8 @@ def run_train(args: argparse.Namespace) -> int:
     result = agents.train(args.env, out, total_timesteps=args.total_timesteps, seed=args.seed,
                           num_envs=args.num_envs, num_steps=args.num_steps, channels=args.channels,
                           fc_dim=args.fc_dim, device=device_of(args), time_limit_minutes=args.time_limit,
-                          init_from=args.init_from, progress=args.progress, command=command_line(args))
+                          init_from=args.init_from, snapshot_every=args.snapshot_every, progress=args.progress,
+                          command=command_line(args))
     result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
     return finish(result, out, agents.summary(result))
 

@@ -61,7 +61,7 @@ def resolve_agent(agent: str | Path, device: Any = None):
 def train(env_id: str, out: str | Path, *, total_timesteps: int = 3_000_000, seed: int = 1, num_envs: int | None = None,
           num_steps: int | None = None, channels: tuple[int, int, int] | None = None, fc_dim: int | None = None,
           device: str = "cpu", time_limit_minutes: float | None = None, init_from: str | Path | None = None,
-          progress: bool = True, command: str | None = None) -> dict[str, Any]:
+          snapshot_every: int = 0, progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train (or resume) a PPO agent in the run folder ``out``; return a summary (also appended to timing.json).
 
     Parameters
@@ -80,6 +80,8 @@ def train(env_id: str, out: str | Path, *, total_timesteps: int = 3_000_000, see
         Torch device.
     time_limit_minutes : float, optional
         Stop cleanly after the first update past this wall time (checkpoint written; run again to continue).
+    snapshot_every : int, default 0
+        Also keep the agent every this many frames in ``out/snapshots/<step>/`` (``PPOConfig.snapshot_every``).
     init_from : str or path, optional
         Start a new run from a bundled agent's (or an agent folder's) weights with a fresh optimizer; the network
         width follows that agent. Ignored when ``out`` already holds a checkpoint (that run resumes).
@@ -95,7 +97,7 @@ def train(env_id: str, out: str | Path, *, total_timesteps: int = 3_000_000, see
         check_scalar("time_limit_minutes", time_limit_minutes, (int, float), low=0, low_inclusive=False)
     out = Path(out)
     overrides: dict[str, Any] = {"total_timesteps": total_timesteps, "seed": seed, "progress_bar": progress,
-                                 "device": str(device)}
+                                 "device": str(device), "snapshot_every": snapshot_every}
     for key, value in (("num_envs", num_envs), ("num_steps", num_steps), ("fc_dim", fc_dim)):
         if value:
             overrides[key] = int(value)
