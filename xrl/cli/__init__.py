@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError, WorkerError) as exc:
         # user errors (bad input, a missing extra, an unreachable cluster, a failing worker): one clear line
-        if getattr(args, "debug", False):
+        if args.debug:
             raise
         print(f"xrl {args.command}: error: {exc}", file=sys.stderr)
         return 2

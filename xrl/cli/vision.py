@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ._common import add_common, apply_threads, device_of, finish
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("vision", help="Understanding RL Vision: the interface page and the walk-through figures",
