@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import io
-from .._utils import resolve_device
+from .._utils import init_rng, resolve_device
 from .._validation import check_scalar
 
 IMMUTABLE = ["Marital Status", "Relationship", "Race", "Sex"]
@@ -70,12 +70,11 @@ def load_split(seed_split: int = 13, local_dir=None):
 def train_autoencoder(pre, X_train: np.ndarray, epochs: int = 50, seed: int = 0, device: Any = None):
     """The heterogeneous autoencoder of alibi's example (hidden 128, latent 15), trained on ``pre.transform(X)``.
 
-    The network is initialised under ``torch.random.fork_rng`` (the global RNG is left as it was).
+    The network is initialised under ``xrl._utils.init_rng`` (the global RNG is left as it was).
     """
     from ..models.tabular import HeAE, HeAETrainConfig, TabularDecoder, TabularEncoder, train_heae
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with init_rng(seed):
         ae = HeAE(TabularEncoder(pre.model_dim, HIDDEN_AE, LATENT), TabularDecoder(LATENT, HIDDEN_AE, pre.head_dims))
     train_heae(ae, pre.transform(X_train), pre.n_num, pre.cat_sizes_,
                HeAETrainConfig(epochs=epochs, batch_size=128, seed=seed, log_every=0), device=device)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import io
-from .._utils import resolve_device
+from .._utils import init_rng, resolve_device
 from .._validation import check_choice, check_scalar, error_message
 from ..pretrained import load_pretrained, save_reference_model
 
@@ -37,14 +37,13 @@ def train_models(X_train: np.ndarray, y_train: np.ndarray, *, clf_epochs: int = 
     """Train seed 000's classifier (cross-entropy, Adam 1e-3, batch 64) and autoencoder (BCE, Keras-style init).
 
     Returns ``(classifier, autoencoder, info)`` in eval mode; ``info`` holds the epochs, seed and training seconds.
-    The global RNG is left as it was: the networks are initialised under ``torch.random.fork_rng``.
+    The global RNG is left as it was: the networks are initialised under ``xrl._utils.init_rng``.
     """
     from ..models import AE, MNISTClassifier, MNISTDecoder, MNISTEncoder, glorot_init_
     from ..models.training import train_model
 
     device = resolve_device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with init_rng(seed):
         classifier = MNISTClassifier(output_dim=10)
         ae = glorot_init_(AE(MNISTEncoder(LATENT_DIM), MNISTDecoder(LATENT_DIM)))
     classifier, ae = classifier.to(device), ae.to(device)
