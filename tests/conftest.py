@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -13,6 +14,36 @@ import torch.nn.functional as F
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)  # tests run in parallel processes (pytest -n 2) on 2 cores
+
+
+@pytest.fixture
+def ctrl_c_at_write(monkeypatch):
+    """``with ctrl_c_at_write(k, only=""): save()``: the k-th file written inside the block (counting only paths that
+    contain ``only``) raises KeyboardInterrupt, as a Ctrl-C at that file boundary; the block expects it, and the
+    writer is restored after."""
+    from xrl import io
+
+    real = io.atomic_write_bytes
+
+    @contextmanager
+    def interrupted(k: int, only: str = ""):
+        calls = {"n": 0}
+
+        def flaky(path, data):
+            if only in str(path):
+                calls["n"] += 1
+                if calls["n"] == k:
+                    raise KeyboardInterrupt
+            real(path, data)
+
+        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(io, "atomic_write_bytes", real)
+
+    return interrupted
 
 
 @pytest.fixture(scope="session")

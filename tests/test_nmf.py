@@ -137,7 +137,7 @@ def test_errors():
         nmf.transform(X[:, :5])
 
 
-def test_save_load_round_trip_and_an_interrupted_save(tmp_path, monkeypatch):
+def test_save_load_round_trip_and_an_interrupted_save(tmp_path, ctrl_c_at_write):
     from xrl import io
 
     X = low_rank(seed=2)
@@ -148,20 +148,9 @@ def test_save_load_round_trip_and_an_interrupted_save(tmp_path, monkeypatch):
     np.testing.assert_array_equal(back.components_, old.components_)
     np.testing.assert_array_equal(back.transform(X[:20]), old.transform(X[:20]))
     assert back.n_iter_ == old.n_iter_ and back.loss_history_ == old.loss_history_ and back.seed == 0
-    real = io.atomic_write_bytes
     for at in (1, 2, 3):  # nmf.safetensors, nmf.json, manifest.json
-        calls = {"n": 0}
-
-        def flaky(path, data):
-            calls["n"] += 1
-            if calls["n"] == at:
-                raise KeyboardInterrupt
-            real(path, data)
-
-        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_at_write(at):
             new.save(tmp_path / "nmf")
-        monkeypatch.setattr(io, "atomic_write_bytes", real)
         np.testing.assert_array_equal(NMF.load(tmp_path / "nmf").components_, old.components_)
     new.save(tmp_path / "nmf")
     assert NMF.load(tmp_path / "nmf").components_.shape == (4, 20)

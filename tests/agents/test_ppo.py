@@ -160,7 +160,7 @@ def _checkpoint_bytes(ckpt):
     return {p.name: p.read_bytes() for p in sorted(ckpt.iterdir())}
 
 
-def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, monkeypatch):
+def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, ctrl_c_at_write):
     from xrl import io
 
     small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, checkpoint_every=1)
@@ -168,21 +168,9 @@ def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, mon
     ckpt = tmp_path / "checkpoint"
     before = _checkpoint_bytes(ckpt)
     assert "manifest.json" in before and io.load_json(ckpt / "state.json")["update"] == 1
-    real = io.atomic_write_bytes
     for at in range(1, 7):  # the 6 files of a checkpoint: agent x2, optimizer x2, state.json, manifest.json
-        calls = {"n": 0}
-
-        def flaky(path, data):
-            if ".checkpoint.xrl-new-" in str(path):
-                calls["n"] += 1
-                if calls["n"] == at:
-                    raise KeyboardInterrupt
-            real(path, data)
-
-        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_at_write(at, only=".checkpoint.xrl-new-"):
             train_ppo(tiny_config(total_timesteps=256, **small), tmp_path, env=LitCellEnv(4))
-        monkeypatch.setattr(io, "atomic_write_bytes", real)
         assert _checkpoint_bytes(ckpt) == before, at            # exactly the old checkpoint, byte for byte
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     resumed = train_ppo(tiny_config(total_timesteps=256, **small), tmp_path, env=LitCellEnv(4))

@@ -31,26 +31,13 @@ def test_save_load_round_trip_checks_the_model(tiny_agent, board_obs, tmp_path, 
     np.testing.assert_array_equal(LayerNMF.load(tmp_path / "raw", tiny_agent).acts_reduced, raw.acts_reduced)
 
 
-def test_an_interrupted_save_leaves_exactly_the_old_one(tiny_agent, board_obs, tmp_path, monkeypatch):
-    from xrl import io
-
+def test_an_interrupted_save_leaves_exactly_the_old_one(tiny_agent, board_obs, tmp_path, ctrl_c_at_write):
     old = LayerNMF(tiny_agent, "embedder.relu_after_convs", board_obs, features=2, progress=False)
     new = LayerNMF(tiny_agent, "embedder.relu_after_convs", board_obs, features=3, progress=False)
     old.save(tmp_path / "nmf")
-    real = io.atomic_write_bytes
     for at in (1, 2, 3):  # layer_nmf.safetensors, layer_nmf.json, manifest.json
-        calls = {"n": 0}
-
-        def flaky(path, data):
-            calls["n"] += 1
-            if calls["n"] == at:
-                raise KeyboardInterrupt
-            real(path, data)
-
-        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_at_write(at):
             new.save(tmp_path / "nmf")
-        monkeypatch.setattr(io, "atomic_write_bytes", real)
         np.testing.assert_array_equal(LayerNMF.load(tmp_path / "nmf", tiny_agent).channel_dirs, old.channel_dirs)
     new.save(tmp_path / "nmf")
     assert LayerNMF.load(tmp_path / "nmf", tiny_agent).channel_dirs.shape == (3, 8)

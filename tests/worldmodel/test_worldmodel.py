@@ -374,7 +374,7 @@ def _folder_bytes(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, monkeypatch):
+def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, ctrl_c_at_write):
     from xrl import io
 
     run = tmp_path / "run"
@@ -382,21 +382,9 @@ def test_an_interrupted_checkpoint_leaves_exactly_the_previous_one(tmp_path, mon
     before = _folder_bytes(run / "checkpoint")
     assert {"agent.safetensors", "agent.json", "train_state.safetensors", "train_state.json",
             "manifest.json"} == set(before)
-    real = io.atomic_write_bytes
     for at in range(1, 6):  # each file of the checkpoint, the manifest last
-        calls = {"n": 0}
-
-        def flaky(path, data):
-            if ".checkpoint.xrl-new-" in str(path):
-                calls["n"] += 1
-                if calls["n"] == at:
-                    raise KeyboardInterrupt
-            real(path, data)
-
-        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_at_write(at, only=".checkpoint.xrl-new-"):
             train(_tiny_run_config(60), run, resume=True, log_every=1000, progress=False)
-        monkeypatch.setattr(io, "atomic_write_bytes", real)
         assert _folder_bytes(run / "checkpoint") == before, at    # the agent and its training state, untouched
     train(_tiny_run_config(60), run, resume=True, log_every=1000, progress=False)
     assert io.load_json(run / "checkpoint" / "train_state.json")["counters"]["frame"] == 90
@@ -427,25 +415,12 @@ def test_runs_saved_in_the_old_layout_still_resume(tmp_path):
     assert (old / "checkpoint" / "train_state.json").is_file()  # rewritten in the new layout
 
 
-def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, monkeypatch):
-    from xrl import io
-
+def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, ctrl_c_at_write):
     old, new = tiny_agent(seed=1), tiny_agent(seed=2)
     old.save(tmp_path / "ck", meta={"v": "old"})
-    real = io.atomic_write_bytes
     for at in (1, 2, 3):  # agent.safetensors, agent.json, manifest.json
-        calls = {"n": 0}
-
-        def flaky(path, data):
-            calls["n"] += 1
-            if calls["n"] == at:
-                raise KeyboardInterrupt
-            real(path, data)
-
-        monkeypatch.setattr(io, "atomic_write_bytes", flaky)
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_at_write(at):
             new.save(tmp_path / "ck", meta={"v": "new"})
-        monkeypatch.setattr(io, "atomic_write_bytes", real)
         back = DreamerAgent.load(tmp_path / "ck")
         assert back.meta == {"v": "old"} and all(torch.equal(x, y) for x, y in
                                                  zip(back.state_dict().values(), old.state_dict().values()))
