@@ -6,7 +6,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from xrl import io
 from xrl.agents import ImpalaCNN, PPOConfig, load_agent, train_ppo
+from xrl.agents.ppo import RewardNormalizer
 
 
 class LitCellEnv:
@@ -106,6 +108,42 @@ def test_snapshots_keep_the_agent_at_intervals_of_frames(tmp_path):
     assert not torch.equal(last(x)[1], res.agent(x)[1])                # the final agent (640) is later still
     with pytest.raises(ValueError, match="snapshot_every"):
         tiny_config(snapshot_every=-1).validate()
+
+
+def test_reward_normalizer_divides_by_the_std_of_discounted_returns():
+    rng = np.random.default_rng(0)
+    norm, gamma = RewardNormalizer(3, gamma=0.9), 0.9
+    rewards, dones = rng.normal(2.0, 3.0, (200, 3)), rng.random((200, 3)) < 0.05
+    ret, seen, out = np.zeros(3), [], []
+    for r, d in zip(rewards, dones):
+        out.append(norm(r, d))
+        ret = ret * gamma + r
+        seen.append(ret.copy())
+        ret[d] = 0.0
+    var = np.var(np.concatenate(seen))                       # every env's discounted return at every step
+    assert norm.var == pytest.approx(var, rel=1e-3) and norm.mean == pytest.approx(np.mean(seen), rel=1e-3)
+    np.testing.assert_allclose(out[-1], rewards[-1] / np.sqrt(norm.var + 1e-8), rtol=1e-5)
+    assert out[-1].dtype == np.float32
+    assert np.abs(RewardNormalizer(1, 0.9)(np.array([1e6]), np.array([True]))).max() == 10.0   # clipped
+    copy = RewardNormalizer(3, gamma)
+    copy.load_state_dict(norm.state_dict())
+    assert copy.state_dict() == norm.state_dict()
+
+
+def test_norm_reward_statistics_and_the_init_agents_frames_travel_with_the_checkpoint(tmp_path):
+    torch.set_num_threads(1)
+    small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1, norm_reward=True)
+    init = ImpalaCNN((1, 10, 10), 2, channels=(4, 8, 8), fc_dim=32)
+    init.metadata = {"global_step": 1000}
+    train_ppo(tiny_config(total_timesteps=256, **small), tmp_path, env=LitCellEnv(4), init_agent=init)
+    state = io.load_json(tmp_path / "checkpoint" / "state.json")
+    assert state["init_frames"] == 1000 and state["reward_normalizer"]["count"] == pytest.approx(256, abs=1e-3)
+    assert 0.1 < state["reward_normalizer"]["var"] < 0.4            # Bernoulli(~0.5) rewards, one-step episodes
+    assert load_agent(tmp_path).metadata["frames"] == 1256
+    resumed = train_ppo(tiny_config(total_timesteps=512, **small), tmp_path, env=LitCellEnv(4))
+    assert resumed.global_step == 512 and load_agent(tmp_path).metadata["frames"] == 1512
+    state = io.load_json(tmp_path / "checkpoint" / "state.json")
+    assert state["reward_normalizer"]["count"] == pytest.approx(512, abs=1e-3)   # continued, not restarted
 
 
 def test_callback_returning_false_stops_with_a_resumable_checkpoint(tmp_path):

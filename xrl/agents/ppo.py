@@ -68,6 +68,11 @@ class PPOConfig:
     """Passes over each rollout."""
     norm_adv: bool = True
     """Normalise advantages per minibatch."""
+    norm_reward: bool = False
+    """Divide rewards by a running standard deviation of each env's discounted return (clipped to [-10, 10]), as
+    OpenAI baselines' ``VecNormalize(ob=False)`` does in the Procgen paper's PPO and CleanRL's ``ppo_procgen.py``:
+    it keeps value targets near unit scale, where ``clip_coef`` also bounds the value update. Episode returns in the
+    logs stay in the environment's own units. The statistics are saved with the checkpoint."""
     clip_coef: float = 0.2
     """PPO surrogate clipping coefficient."""
     clip_vloss: bool = True
@@ -103,12 +108,12 @@ class PPOConfig:
     @classmethod
     def coinrun(cls, **overrides: Any) -> "PPOConfig":
         """Procgen-paper settings for CoinRun (64 envs x 256 steps, lr 5e-4, gamma 0.999, lambda 0.95,
-        3 epochs, 8 minibatches, entropy 0.01), easy mode on 10,000 training levels."""
+        3 epochs, 8 minibatches, entropy 0.01, reward normalisation), easy mode on 10,000 training levels."""
         base = dict(env_id="coinrun", env_kwargs={"distribution_mode": "easy", "num_levels": 10_000,
                                                   "start_level": 0},
                     total_timesteps=25_000_000, num_envs=64, num_steps=256, learning_rate=5e-4, gamma=0.999,
-                    gae_lambda=0.95, update_epochs=3, num_minibatches=8, ent_coef=0.01, channels_last=True,
-                    checkpoint_every=5)
+                    gae_lambda=0.95, update_epochs=3, num_minibatches=8, ent_coef=0.01, norm_reward=True,
+                    channels_last=True, checkpoint_every=5)
         base.update(overrides)
         return cls(**base)
 
@@ -127,6 +132,38 @@ class PPOConfig:
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise ValueError(error_message("num_minibatches", f"a divisor of num_envs * num_steps = "
                                            f"{self.num_envs * self.num_steps}", self.num_minibatches))
+
+
+class RewardNormalizer:
+    """Running scale of discounted returns (baselines' ``VecNormalize`` reward half; Chan's parallel variance).
+
+    ``returns = returns * gamma * (1 - done) + reward`` per env; rewards are divided by
+    ``sqrt(var(returns) + eps)`` and clipped to ``[-clip, clip]``. :meth:`state_dict` / :meth:`load_state_dict`
+    carry the statistics across a resumed run (JSON-safe floats).
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8):
+        self.gamma, self.clip, self.eps = float(gamma), float(clip), float(eps)
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Scaled rewards for one step of every env (``done``: the episode ended with this reward)."""
+        self.returns = self.returns * self.gamma + np.asarray(reward, dtype=np.float64)
+        batch_mean, batch_var, n = float(self.returns.mean()), float(self.returns.var()), self.returns.size
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta ** 2 * self.count * n / total) / total
+        self.count = total
+        self.returns[np.asarray(done, dtype=bool)] = 0.0
+        scaled = np.asarray(reward, dtype=np.float64) / np.sqrt(self.var + self.eps)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
 
 
 @dataclass
@@ -179,7 +216,9 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
         written, and a later call with ``resume=True`` continues), as in Stable-Baselines3's callbacks.
     init_agent : ImpalaCNN, optional
         Start from a copy of these weights (e.g. a bundled agent) with a fresh optimizer, when no checkpoint is
-        resumed; its architecture must match ``config.channels`` / ``config.fc_dim`` and the env.
+        resumed; its architecture must match ``config.channels`` / ``config.fc_dim`` and the env. The frames it was
+        trained on (``metadata["frames"]``, else ``metadata["global_step"]``) are added to this run's in the saved
+        agents' ``metadata["frames"]`` (``global_step`` counts this run only, which drives the schedule).
 
     Returns
     -------
@@ -209,11 +248,14 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
     if config.channels_last:
         agent = agent.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
-    global_step, update = 0, 0
+    global_step, update, init_frames = 0, 0, 0
+    normalizer = RewardNormalizer(config.num_envs, config.gamma) if config.norm_reward else None
     ckpt = out / "checkpoint" if out is not None else None
     resuming = resume and _resumable(ckpt)
     if init_agent is not None and not resuming:
         io.load_state_strict(agent, {k: v.to(device) for k, v in init_agent.state_dict().items()}, "init_agent")
+        meta = getattr(init_agent, "metadata", None) or {}
+        init_frames = int(meta.get("frames", meta.get("global_step", 0)))
     if resuming:
         state = io.load_json(ckpt / "state.json")
         loaded = load_agent(ckpt, device=device)
@@ -224,6 +266,9 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
         io.load_optimizer(optimizer, io.load_tensors(ckpt / "optimizer.safetensors", device),
                           io.load_json(ckpt / "optimizer.json"))
         global_step, update = int(state["global_step"]), int(state["update"])
+        init_frames = int(state.get("init_frames", 0))
+        if normalizer is not None and "reward_normalizer" in state:
+            normalizer.load_state_dict(state["reward_normalizer"])
     generator = torch_generator(config.seed + 7919 * update, device)
 
     writer = None
@@ -240,7 +285,7 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
 
     def agent_metadata() -> dict[str, Any]:
         return {"env_id": config.env_id, "env_kwargs": config.env_kwargs, "global_step": global_step,
-                "ppo_config": config.to_dict()}
+                "frames": init_frames + global_step, "ppo_config": config.to_dict()}
 
     def save_snapshot(previous_step: int) -> None:
         every = config.snapshot_every
@@ -257,7 +302,12 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
             tensors, meta = io.optimizer_to_tensors(optimizer)      # keys state.<param index>.<name>
             io.save_tensors(tmp / "optimizer.safetensors", tensors)
             io.save_json(tmp / "optimizer.json", meta)
-            io.save_json(tmp / "state.json", {"global_step": global_step, "update": update})
+            state = {"global_step": global_step, "update": update}
+            if init_frames:
+                state["init_frames"] = init_frames
+            if normalizer is not None:
+                state["reward_normalizer"] = normalizer.state_dict()
+            io.save_json(tmp / "state.json", state)
 
     # ---- rollout storage: time-major [T, N, ...] on the device ------------------------------------------------
     T, N = config.num_steps, config.num_envs
@@ -304,8 +354,11 @@ def train_ppo(config: PPOConfig, output_dir: str | Path | None = None, *, resume
                 actions_buf[step] = action
                 logprobs_buf[step] = logprob
                 next_obs_np, reward, term, trunc, info = venv.step(action.cpu().numpy())
+                done = np.logical_or(term, trunc)
+                if normalizer is not None:
+                    reward = normalizer(reward, done)
                 rewards_buf[step] = torch.as_tensor(reward, device=device)
-                dones_buf[step] = torch.as_tensor(np.logical_or(term, trunc), device=device, dtype=torch.float32)
+                dones_buf[step] = torch.as_tensor(done, device=device, dtype=torch.float32)
                 next_obs = _obs_tensor(next_obs_np, device)
                 finished = ~np.isnan(info["episode_return"])
                 recent_returns.extend(info["episode_return"][finished].tolist())

@@ -193,7 +193,8 @@ def evaluate(agent: str | Path, out: str | Path, *, episodes: int = 100, unseen_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = evaluation_table(evals, n, seed, env_id)
-    result = {"agent": str(agent), "env_id": env_id, "global_step": meta.get("global_step"), "evaluation": evals}
+    result = {"agent": str(agent), "env_id": env_id, "global_step": meta.get("global_step"),
+              "frames": meta.get("frames", meta.get("global_step")), "evaluation": evals}
     io.save_json(out / "evaluation.json", result)
     (out / "evaluation.md").write_text("\n".join(table) + "\n")
     if bundle_to is not None:
@@ -235,10 +236,14 @@ def evaluation_table(evals: dict[str, Any], num_envs: int, seed: int, env_id: st
 def _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command) -> str:
     runs = timing.get("runs", [])
     threads = sorted({r.get("threads", 1) for r in runs}) or [torch.get_num_threads()]
+    frames = meta.get("frames", meta.get("global_step", 0))
+    earlier = frames - meta.get("global_step", frames)  # trained before this run, by the init_agent's runs
     lines = [f"# Bundled agent: {env_id}", "",
              f"Environment: `{env_id}` with `{json.dumps(env_kwargs)}`; IMPALA CNN {tuple(policy.channels)}, fc "
              f"{policy.fc_dim}; weights stored as float16 (max |logit| change vs float32: {diff:.2e}).", "",
-             f"Trained for {meta.get('global_step', 0):,} environment steps in {timing.get('seconds', 0) / 3600:.2f} h "
+             f"Trained for {frames:,} environment steps"
+             + (f" ({earlier:,} of them by the agent this run started from)" if earlier > 0 else "")
+             + f"; this run took {timing.get('seconds', 0) / 3600:.2f} h "
              f"(torch {torch.__version__.split('+')[0]}, {' / '.join(map(str, threads))} thread(s)), with these "
              "commands (resumable):", "", "```"]
     lines += [r["command"] for r in runs]
