@@ -70,9 +70,12 @@ class PPOConfig:
     """Normalise advantages per minibatch."""
     norm_reward: bool = False
     """Divide rewards by a running standard deviation of each env's discounted return (clipped to [-10, 10]), as
-    OpenAI baselines' ``VecNormalize(ob=False)`` does in the Procgen paper's PPO and CleanRL's ``ppo_procgen.py``:
-    it keeps value targets near unit scale, where ``clip_coef`` also bounds the value update. Episode returns in the
-    logs stay in the environment's own units. The statistics are saved with the checkpoint."""
+    OpenAI baselines' ``VecNormalize(ob=False)`` does in the Procgen paper's PPO and CleanRL's ``ppo_procgen.py``;
+    the scale is that of the return accumulated *forward* from each episode's start, as in baselines. Episode
+    returns in the logs stay in the environment's own units; the statistics are saved with the checkpoint. With
+    CoinRun's sparse reward (10 on the last step of a won episode) that return is 0 except at a win, its standard
+    deviation stays under 1 and the scaled 10 is clipped back to 10: the paper's normalisation leaves CoinRun's
+    rewards as they are (kept on in ``PPOConfig.coinrun`` for fidelity to the paper)."""
     clip_coef: float = 0.2
     """PPO surrogate clipping coefficient."""
     clip_vloss: bool = True
