@@ -96,6 +96,19 @@ def test_same_seed_same_training_and_resume_continues(tmp_path):
                   tmp_path)
 
 
+def test_minibatch_chunks_accumulate_to_the_same_update():
+    torch.set_num_threads(1)
+    small = dict(total_timesteps=256, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2)  # mb of 64
+    whole = train_ppo(tiny_config(**small), env=LitCellEnv(4))
+    chunked = train_ppo(tiny_config(minibatch_chunk=24, **small), env=LitCellEnv(4))   # 24 + 24 + 16
+    for (name, a), b in zip(whole.agent.state_dict().items(), chunked.agent.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    for key in ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac"):
+        assert whole.history[-1][key] == pytest.approx(chunked.history[-1][key], rel=1e-3, abs=1e-6), key
+    with pytest.raises(ValueError, match="minibatch_chunk"):
+        tiny_config(minibatch_chunk=-1).validate()
+
+
 def test_snapshots_keep_the_agent_at_intervals_of_frames(tmp_path):
     small = dict(num_envs=4, num_steps=32, num_minibatches=2, update_epochs=1)    # 128 frames per update
     res = train_ppo(tiny_config(total_timesteps=640, snapshot_every=256, **small), tmp_path, env=LitCellEnv(4))
