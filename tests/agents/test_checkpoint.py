@@ -1,6 +1,5 @@
 """Agent checkpoints: loading builds the network without touching the global RNGs."""
 import numpy as np
-import pytest
 import torch
 
 from xrl.agents import ImpalaCNN, load_agent, load_bundled_agent, save_agent
@@ -40,31 +39,11 @@ def count_writes(monkeypatch, save):
     return len(calls)
 
 
-def interrupted(monkeypatch, save, at):
-    """Run ``save`` with the ``at``-th file write interrupted (Ctrl-C); the writer is restored afterwards."""
-    from xrl import io
-
-    real, calls = io.atomic_write_bytes, {"n": 0}
-
-    def flaky(path, data):
-        calls["n"] += 1
-        if calls["n"] == at:
-            raise KeyboardInterrupt
-        real(path, data)
-
-    monkeypatch.setattr(io, "atomic_write_bytes", flaky)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            save()
-    finally:
-        monkeypatch.setattr(io, "atomic_write_bytes", real)
-
-
 def same_agent(a, b):
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, monkeypatch):
+def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, monkeypatch, ctrl_c_at_write):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         old, new = (ImpalaCNN((4, 10, 10), 3, channels=(4, 8, 8), fc_dim=16) for _ in range(2))
@@ -73,7 +52,8 @@ def test_an_interrupted_agent_save_leaves_exactly_the_old_agent(tmp_path, monkey
     writes = count_writes(monkeypatch, lambda: save_agent(tmp_path / "probe", new))
     assert writes == 3  # agent.safetensors, agent.json, manifest.json
     for at in range(1, writes + 1):
-        interrupted(monkeypatch, lambda: save_agent(target, new, {"version": "new"}), at)
+        with ctrl_c_at_write(at):
+            save_agent(target, new, {"version": "new"})
         back = load_agent(target)
         assert same_agent(back, old) and back.metadata == {"version": "old"}, at
     save_agent(target, new, {"version": "new"})
