@@ -38,6 +38,21 @@ def test_init_rng_seeds_construction_like_manual_seed_and_leaves_the_global_rng(
     assert torch.equal(torch.random.get_rng_state(), before)    # restored after an error too
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_init_rng_on_a_cuda_device_seeds_that_generator_and_restores_it():
+    from xrl._utils import init_rng
+
+    with torch.random.fork_rng(devices=[torch.device("cuda")]):
+        torch.cuda.manual_seed(11)
+        reference = torch.rand(4, device="cuda")
+    before_cpu, before_cuda = torch.random.get_rng_state(), torch.cuda.get_rng_state()
+    with init_rng(11, "cuda"):
+        drawn = torch.rand(4, device="cuda")
+    assert torch.equal(drawn, reference)
+    assert torch.equal(torch.random.get_rng_state(), before_cpu)
+    assert torch.equal(torch.cuda.get_rng_state(), before_cuda)
+
+
 def test_check_scalar_accepts_numpy_numbers_and_names_the_argument():
     import numpy as np
 

@@ -31,17 +31,17 @@ def torch_generator(seed: int | None, device: torch.device | str = "cpu") -> tor
 
 
 @contextmanager
-def init_rng(seed: int | None = None) -> Iterator[None]:
-    """Build modules without touching the global RNG: inside the block, torch's default CPU generator starts from
-    ``seed`` (or from its current state when ``seed`` is None), and its state is put back on exit, also after an
-    error.
+def init_rng(seed: int | None = None, device: torch.device | str | None = None) -> Iterator[None]:
+    """Build modules without touching the global RNG: inside the block, torch's default CPU generator (and, when
+    ``device`` is a CUDA device, that device's default generator) starts from ``seed`` (or from its current state
+    when ``seed`` is None), and their states are put back on exit, also after an error.
 
     Module constructors draw their initial weights from the global generator (``nn.Linear`` has no generator
     argument), so building a network changes the global RNG state behind the caller's back. A loader that builds a
     network only to overwrite its weights uses ``init_rng()``; a trainer that must reproduce a seeded initialisation
     uses ``init_rng(seed)``, which gives the same weights as ``torch.manual_seed(seed)`` on the CPU generator but
-    leaves the caller's RNG (and the CUDA generators, which ``torch.manual_seed`` would reseed) as they were.
-    Modules must be built on the CPU inside the block (move them afterwards).
+    leaves the caller's RNG (and the other CUDA generators, which ``torch.manual_seed`` would reseed) as they were.
+    Lazy layers materialised by a first forward pass on ``device`` draw from that device's generator: pass it.
 
     Examples
     --------
@@ -51,13 +51,16 @@ def init_rng(seed: int | None = None) -> Iterator[None]:
     >>> torch.equal(before, torch.random.get_rng_state())
     True
     """
-    state = torch.random.get_rng_state()
-    try:
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    cuda = [dev] if dev.type == "cuda" else []   # fork (save and restore) only the generators used
+    with torch.random.fork_rng(devices=cuda):
         if seed is not None:
             torch.random.default_generator.manual_seed(int(seed))
+            for d in cuda:
+                torch.cuda.default_generators[d.index].manual_seed(int(seed))
         yield
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def numpy_rng(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -205,11 +205,7 @@ class CounterfactualRL:
         c, cfg = self.components, self.config
         state = torch.zeros(2, cfg.latent_dim + self.task.y_dim + self.task.target_dim + self.cond_dim,
                             device=self.device)
-        cuda = [self.device] if self.device.type == "cuda" else []   # seed and restore only the generators used
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            torch.random.default_generator.manual_seed(cfg.seed + 1)
-            for dev in cuda:
-                torch.cuda.default_generators[dev.index or 0].manual_seed(cfg.seed + 1)
+        with init_rng(cfg.seed + 1, self.device), torch.no_grad():
             try:
                 action = c["actor"](state)
                 c["critic"](torch.cat([state, action], 1))
