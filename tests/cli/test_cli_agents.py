@@ -60,6 +60,13 @@ def test_init_from_a_bundled_agent_starts_from_its_weights(tmp_path, capsys):
     assert io.load_json(run / "timing.json")["runs"][0]["init_from"] == "breakout"
     # the run's optimizer is fresh: its step count is one update's minibatches, not the bundled run's
     assert io.load_json(run / "checkpoint" / "state.json")["update"] == 1
+    # a bundle of the run counts the bundled agent's frames and names where it started
+    bundle = tmp_path / "bundle"
+    assert main(["agents", "evaluate", str(run), "--out", str(tmp_path / "eval"), "--bundle", str(bundle),
+                 *QUICK]) == 0
+    frames = bundled.metadata["frames"] if "frames" in bundled.metadata else bundled.metadata["global_step"]
+    assert load_agent(bundle).metadata["frames"] == frames + 128
+    assert f"({frames:,} of them by the agent this run started from, `breakout`)" in (bundle / "README.md").read_text()
 
 
 def test_init_from_an_agent_of_another_game_is_refused(tmp_path, capsys):

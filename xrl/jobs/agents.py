@@ -242,7 +242,9 @@ def _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, comman
              f"Environment: `{env_id}` with `{json.dumps(env_kwargs)}`; IMPALA CNN {tuple(policy.channels)}, fc "
              f"{policy.fc_dim}; weights stored as float16 (max |logit| change vs float32: {diff:.2e}).", "",
              f"Trained for {frames:,} environment steps"
-             + (f" ({earlier:,} of them by the agent this run started from)" if earlier > 0 else "")
+             + (f" ({earlier:,} of them by the agent this run started from"
+                + (f", `{runs[0]['init_from']}`" if runs and runs[0].get("init_from") else "") + ")"
+                if earlier > 0 else "")
              + f"; this run took {timing.get('seconds', 0) / 3600:.2f} h "
              f"(torch {torch.__version__.split('+')[0]}, {' / '.join(map(str, threads))} thread(s)), with these "
              "commands (resumable):", "", "```"]
