@@ -39,6 +39,27 @@ def test_train_writes_the_run_layout_and_resumes(tmp_path, capsys):
     torch.set_num_threads(before)
 
 
+def test_a_run_stopped_mid_training_keeps_its_time_and_its_bundle_lists_the_command_once(tmp_path, capsys,
+                                                                                         ctrl_c_at_write):
+    from xrl.jobs import agents
+
+    run, kwargs = tmp_path / "run", dict(total_timesteps=512, num_envs=4, num_steps=32, channels=(8, 16, 16),
+                                         fc_dim=64, progress=False, command="xrl agents train breakout ...")
+    with ctrl_c_at_write(3, only="timing.json"):   # as a kill during the third update
+        agents.train("breakout", run, **kwargs)
+    stopped = io.load_json(run / "timing.json")
+    assert [r["global_step"] for r in stopped["runs"]] == [256] and stopped["seconds"] > 0
+    assert agents.train("breakout", run, **kwargs)["global_step"] == 512
+    timing = io.load_json(run / "timing.json")
+    assert [r["global_step"] for r in timing["runs"]] == [256, 512]
+    assert timing["seconds"] == pytest.approx(sum(r["seconds"] for r in timing["runs"]), abs=0.2)
+    bundle = tmp_path / "bundle"
+    assert main(["agents", "evaluate", str(run), "--out", str(tmp_path / "eval"), "--bundle", str(bundle),
+                 *QUICK]) == 0
+    readme = (bundle / "README.md").read_text()
+    assert readme.count("xrl agents train breakout ...") == 1 and "2 calls (resumed)" in readme
+
+
 def test_time_limit_stops_after_the_first_update(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["agents", "train", "breakout", "--out", str(run), *QUICK, "--total-timesteps", "512",
@@ -66,7 +87,11 @@ def test_init_from_a_bundled_agent_starts_from_its_weights(tmp_path, capsys):
                  *QUICK]) == 0
     frames = bundled.metadata["frames"] if "frames" in bundled.metadata else bundled.metadata["global_step"]
     assert load_agent(bundle).metadata["frames"] == frames + 128
-    assert f"({frames:,} of them by the agent this run started from, `breakout`)" in (bundle / "README.md").read_text()
+    readme = (bundle / "README.md").read_text()
+    assert f"({frames:,} of them by the agent this run started from, `breakout`)" in readme
+    # ... and carries how that agent was made: the bundled breakout README, its headings one level down
+    started_from = readme.split("## The agent this run started from", 1)[1]
+    assert "## Bundled agent: breakout" in started_from and "mean return" in started_from
 
 
 def test_init_from_an_agent_of_another_game_is_refused(tmp_path, capsys):
@@ -89,3 +114,8 @@ def test_evaluate_writes_the_table_and_a_loadable_float16_bundle(tmp_path, capsy
     readme = (bundle / "README.md").read_text()
     assert "xrl agents evaluate breakout" in readme and "mean return" in readme
     assert (bundle / "agent.safetensors").stat().st_size < 0.6 * 4 * sum(p.numel() for p in agent.parameters())
+    # bundling again into the same folder replaces it in one transaction: the README is in the new manifest
+    (bundle / "notes.txt").write_text("mine")
+    assert main(["agents", "evaluate", "breakout", "--out", str(out), "--bundle", str(bundle), *QUICK]) == 0
+    assert load_agent(bundle).metadata["evaluation"] == ev and (bundle / "notes.txt").read_text() == "mine"
+    assert "README.md" in io.load_json(bundle / "manifest.json")["files"]

@@ -14,7 +14,7 @@ _ROOT = Path(__file__).resolve().parent.parent / "checkpoints" / "agents"
 BUNDLED_AGENTS: dict[str, str] = {
     "freeway": "MinAtar Freeway (full observations, sticky actions 0.1), IMPALA CNN trained with xrl PPO",
     "breakout": "MinAtar Breakout (sticky actions 0.1), IMPALA CNN trained with xrl PPO",
-    "coinrun": "procgen CoinRun (easy, 64x64 RGB), IMPALA CNN 16/32/32 trained with xrl PPO (partially trained)",
+    "coinrun": "procgen CoinRun (easy, 64x64 RGB), IMPALA CNN 16/32/32 trained with xrl PPO (1.5M frames)",
 }
 
 

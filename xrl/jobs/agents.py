@@ -14,6 +14,7 @@ the table), the format of the agents shipped in ``xrl/checkpoints/agents``.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -103,10 +104,9 @@ def train(env_id: str, out: str | Path, *, total_timesteps: int = 3_000_000, see
             overrides[key] = int(value)
     if channels:
         overrides["channels"] = tuple(int(c) for c in channels)
-    init_agent, init_source = None, None
+    init_agent = None
     if init_from is not None and not (out / "checkpoint" / "state.json").is_file():
         init_agent = resolve_agent(init_from)
-        init_source = str(init_from)
         overrides["channels"], overrides["fc_dim"] = tuple(init_agent.channels), init_agent.fc_dim
         meta_env = getattr(init_agent, "metadata", {}).get("env_id")
         if meta_env is not None and meta_env != env_id:
@@ -115,21 +115,47 @@ def train(env_id: str, out: str | Path, *, total_timesteps: int = 3_000_000, see
     config = ppo_config(env_id, **overrides)
     while (config.num_envs * config.num_steps) % config.num_minibatches:  # minibatches must divide the rollout
         config.num_minibatches -= 1
-    t0 = time.time()
-    in_time = (lambda row: time.time() - t0 < time_limit_minutes * 60) if time_limit_minutes else None
-    result = train_ppo(config, out, resume=True, callback=in_time, init_agent=init_agent)
-    seconds = time.time() - t0
+    if init_agent is not None:
+        _keep_init_readme(init_from, out)
+    # timing.json is rewritten after every update, so a run stopped by a signal (or a crash) keeps its time
     timing_path = out / "timing.json"
     timing = io.load_json(timing_path) if timing_path.is_file() else {"seconds": 0.0, "runs": []}
-    timing["seconds"] += seconds
-    timing["runs"].append({"command": command or f"xrl.jobs.agents.train({env_id!r}, ...)",
-                           "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
-                           "global_step": result.global_step, **({"init_from": init_source} if init_source else {})})
-    io.save_json(timing_path, timing)
+    earlier_seconds = timing["seconds"]
+    entry = {"command": command or f"xrl.jobs.agents.train({env_id!r}, ...)", "seconds": 0.0,
+             "threads": torch.get_num_threads(), "global_step": None,
+             **({"init_from": str(init_from)} if init_agent is not None else {})}
+    timing["runs"].append(entry)
+    t0 = time.time()
+
+    def record(global_step: int) -> float:
+        seconds = time.time() - t0
+        entry.update(seconds=round(seconds, 1), global_step=int(global_step))
+        timing["seconds"] = earlier_seconds + seconds
+        io.save_json(timing_path, timing)
+        return seconds
+
+    def after_update(row: dict[str, float]) -> bool:
+        seconds = record(int(row["global_step"]))
+        return time_limit_minutes is None or seconds < time_limit_minutes * 60
+
+    result = train_ppo(config, out, resume=True, callback=after_update, init_agent=init_agent)
+    seconds = record(result.global_step)
     last = result.history[-1] if result.history else {}
     return {"env_id": env_id, "out": str(out), "global_step": result.global_step,
             "seconds_this_call": round(seconds, 1), "seconds_total": round(timing["seconds"], 1),
             "recent_episodic_return": last.get("charts/episodic_return")}
+
+
+def _keep_init_readme(init_from: str | Path, out: Path) -> None:
+    """Copy the README of the agent a run starts from (its commands and evaluation) to ``out/init_agent.md``, so
+    that a bundle of the run can say how that agent was made, even after the bundle replaces it."""
+    from ..agents import BUNDLED_AGENTS, bundled_agent_dir
+
+    folder = bundled_agent_dir(init_from) if str(init_from).lower() in BUNDLED_AGENTS else Path(init_from)
+    readme = folder / "README.md"
+    if readme.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        io.atomic_write_bytes(out / "init_agent.md", readme.read_bytes())
 
 
 def evaluate(agent: str | Path, out: str | Path, *, episodes: int = 100, unseen_episodes: int = 500,
@@ -163,7 +189,8 @@ def evaluate(agent: str | Path, out: str | Path, *, episodes: int = 100, unseen_
         The command line, for the bundle README.
     """
     from ..agents import evaluate as run_episodes
-    from ..agents import load_agent, save_agent
+    from ..agents import load_agent
+    from ..agents.checkpoint import write_agent_files
     from ..envs import make_vec_env
 
     check_scalar("episodes", episodes, int, low=1)
@@ -199,22 +226,34 @@ def evaluate(agent: str | Path, out: str | Path, *, episodes: int = 100, unseen_
     (out / "evaluation.md").write_text("\n".join(table) + "\n")
     if bundle_to is not None:
         source = Path(agent) if not (isinstance(agent, str) and not Path(agent).is_dir()) else None
-        timing = {}
+        timing, init_readme = {}, None
         if source is not None:
             run_dir = source.parent if source.name == "checkpoint" else source
             if (run_dir / "timing.json").is_file():
                 timing = io.load_json(run_dir / "timing.json")
+            if (run_dir / "init_agent.md").is_file():
+                init_readme = (run_dir / "init_agent.md").read_text()
         dest = Path(bundle_to)
-        save_agent(dest, policy, {**meta, "env_id": env_id, "env_kwargs": env_kwargs, "evaluation": evals,
-                                  "training_seconds": round(timing.get("seconds", meta.get("training_seconds", 0.0)),
-                                                            1)}, half=True)
-        check = load_agent(dest)  # float16 weights must still give the same policy: compare logits
-        venv = make_vec_env(env_id, 8, seed=0, **env_kwargs)
-        obs, _ = venv.reset()
+        # float16 weights must still give the same policy: the logits of the rounded weights, on real observations
+        rounded = copy.deepcopy(policy).cpu()
         with torch.no_grad():
-            diff = (check(torch.from_numpy(obs))[0] - policy.cpu()(torch.from_numpy(obs))[0]).abs().max().item()
-        (dest / "README.md").write_text(_bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff,
-                                                       command))
+            for t in [*rounded.parameters(), *rounded.buffers()]:
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+        obs = torch.from_numpy(make_vec_env(env_id, 8, seed=0, **env_kwargs).reset()[0])
+        with torch.no_grad():
+            logits = rounded(obs)[0]
+            diff = (logits - policy.cpu()(obs)[0]).abs().max().item()
+        readme = _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command, init_readme)
+        with io.atomic_directory(dest) as tmp:   # weights, metadata and README: one transaction, one manifest
+            write_agent_files(tmp, policy, {**meta, "env_id": env_id, "env_kwargs": env_kwargs, "evaluation": evals,
+                                            "training_seconds": round(timing.get("seconds",
+                                                                                 meta.get("training_seconds", 0.0)), 1)},
+                              half=True)
+            io.atomic_write_bytes(tmp / "README.md", readme.encode())
+        with torch.no_grad():
+            if not torch.allclose(load_agent(dest)(obs)[0], logits, atol=1e-4, rtol=1e-4):
+                raise RuntimeError(f"bundle {dest}: the saved weights do not give the rounded policy's logits")
         result.update({"bundle": str(dest), "fp16_max_logit_diff": diff})
     return result
 
@@ -233,7 +272,7 @@ def evaluation_table(evals: dict[str, Any], num_envs: int, seed: int, env_id: st
     return lines
 
 
-def _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command) -> str:
+def _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command, init_readme=None) -> str:
     runs = timing.get("runs", [])
     threads = sorted({r.get("threads", 1) for r in runs}) or [torch.get_num_threads()]
     frames = meta.get("frames", meta.get("global_step", 0))
@@ -248,11 +287,20 @@ def _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, comman
              + f"; this run took {timing.get('seconds', 0) / 3600:.2f} h "
              f"(torch {torch.__version__.split('+')[0]}, {' / '.join(map(str, threads))} thread(s)), with these "
              "commands (resumable):", "", "```"]
-    lines += [r["command"] for r in runs]
+    calls = [[r["command"], 1] for r in runs[:1]]
+    for r in runs[1:]:   # a resumed run repeats its command: one line, with the count
+        if r["command"] == calls[-1][0]:
+            calls[-1][1] += 1
+        else:
+            calls.append([r["command"], 1])
+    lines += [c + (f"  # {n} calls (resumed)" if n > 1 else "") for c, n in calls]
     lines += [command or "xrl.jobs.agents.evaluate(..., bundle_to=...)", "```", ""]
     lines += table
     if meta.get("ppo_config"):
         lines += ["", "PPO config:", "", "```json", json.dumps(meta["ppo_config"], indent=1), "```"]
+    if init_readme:   # how the agent this run started from was made, its headings one level down
+        lines += ["", "## The agent this run started from", ""]
+        lines += [("#" + line if line.startswith("#") else line) for line in init_readme.strip().splitlines()]
     return "\n".join(lines) + "\n"
 
 
