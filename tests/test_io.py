@@ -84,6 +84,20 @@ def test_atomic_directory_writes_manifest_and_replaces(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obj"]  # no temporary or old sibling left
 
 
+def test_a_users_own_file_survives_a_resave_and_stays_theirs_to_edit(tmp_path):
+    d = tmp_path / "obj"
+    _save_pair(d, 1)
+    (d / "notes.md").write_text("my notes")
+    _save_pair(d, 2)
+    assert (d / "notes.md").read_text() == "my notes"
+    assert "notes.md" not in io.verify_directory(d)["files"]
+    (d / "notes.md").write_text("edited later")
+    assert _read_pair(d) == 2                    # still a complete save
+    (d / "w.json").write_text('{"value": 3}')   # a file of the save itself is checked
+    with pytest.raises(ValueError, match="'w.json' differs"):
+        io.verify_directory(d)
+
+
 @pytest.mark.parametrize("fail_at", [1, 2, 3, 4])
 def test_interrupted_save_leaves_exactly_the_old_one(tmp_path, monkeypatch, fail_at):
     d = tmp_path / "obj"

@@ -283,7 +283,8 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     renames. An exception or an interruption at any point leaves ``path`` holding exactly the previous save (or
     nothing, if there was none), never a mix; an interruption between the two renames is repaired by the next save or
     ``verify_directory``. Files in an existing ``path`` that are not part of the previous save and that the new save
-    does not write are carried over, so a user's own files in the folder are not lost.
+    does not write are carried over, so a user's own files in the folder are not lost; they are not listed in the
+    manifest (editing them does not make the save incomplete).
 
     Parameters
     ----------
@@ -314,10 +315,11 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}{_NEW}"))
     try:
         yield tmp
-        if path.is_dir():
-            _carry_over(path, tmp)
+        # the manifest lists what this save wrote; a user's own files carried over are theirs to edit
         files = {rel: {"bytes": (tmp / rel).stat().st_size, "sha256": _file_digest(tmp / rel)}
                  for rel in _files_under(tmp)}
+        if path.is_dir():
+            _carry_over(path, tmp)
         save_json(tmp / MANIFEST, {"format": "xrl-directory/1", "files": files})
         os.chmod(tmp, 0o755)  # mkdtemp creates 0700
         _fsync_dir(tmp)
