@@ -14,7 +14,6 @@ the table), the format of the agents shipped in ``xrl/checkpoints/agents``.
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
@@ -234,26 +233,16 @@ def evaluate(agent: str | Path, out: str | Path, *, episodes: int = 100, unseen_
             if (run_dir / "init_agent.md").is_file():
                 init_readme = (run_dir / "init_agent.md").read_text()
         dest = Path(bundle_to)
-        # float16 weights must still give the same policy: the logits of the rounded weights, on real observations
-        rounded = copy.deepcopy(policy).cpu()
-        with torch.no_grad():
-            for t in [*rounded.parameters(), *rounded.buffers()]:
-                if t.is_floating_point():
-                    t.copy_(t.half().float())
         obs = torch.from_numpy(make_vec_env(env_id, 8, seed=0, **env_kwargs).reset()[0])
-        with torch.no_grad():
-            logits = rounded(obs)[0]
-            diff = (logits - policy.cpu()(obs)[0]).abs().max().item()
-        readme = _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command, init_readme)
         with io.atomic_directory(dest) as tmp:   # weights, metadata and README: one transaction, one manifest
             write_agent_files(tmp, policy, {**meta, "env_id": env_id, "env_kwargs": env_kwargs, "evaluation": evals,
                                             "training_seconds": round(timing.get("seconds",
                                                                                  meta.get("training_seconds", 0.0)), 1)},
                               half=True)
+            with torch.no_grad():   # float16 weights must still give the same policy: compare logits
+                diff = (load_agent(tmp)(obs)[0] - policy.cpu()(obs)[0]).abs().max().item()
+            readme = _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command, init_readme)
             io.atomic_write_bytes(tmp / "README.md", readme.encode())
-        with torch.no_grad():
-            if not torch.allclose(load_agent(dest)(obs)[0], logits, atol=1e-4, rtol=1e-4):
-                raise RuntimeError(f"bundle {dest}: the saved weights do not give the rounded policy's logits")
         result.update({"bundle": str(dest), "fp16_max_logit_diff": diff})
     return result
 
