@@ -235,10 +235,9 @@ def evaluate(agent: str | Path, out: str | Path, *, episodes: int = 100, unseen_
         dest = Path(bundle_to)
         obs = torch.from_numpy(make_vec_env(env_id, 8, seed=0, **env_kwargs).reset()[0])
         with io.atomic_directory(dest) as tmp:   # weights, metadata and README: one transaction, one manifest
+            seconds = round(timing.get("seconds", meta.get("training_seconds", 0.0)), 1)
             write_agent_files(tmp, policy, {**meta, "env_id": env_id, "env_kwargs": env_kwargs, "evaluation": evals,
-                                            "training_seconds": round(timing.get("seconds",
-                                                                                 meta.get("training_seconds", 0.0)), 1)},
-                              half=True)
+                                            "training_seconds": seconds}, half=True)
             with torch.no_grad():   # float16 weights must still give the same policy: compare logits
                 diff = (load_agent(tmp)(obs)[0] - policy.cpu()(obs)[0]).abs().max().item()
             readme = _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, command, init_readme)
