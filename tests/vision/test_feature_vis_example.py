@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("procgen")
 from PIL import Image  # noqa: E402
@@ -19,7 +20,11 @@ def test_feature_vis_figure(tmp_path, monkeypatch, capsys):
         out = tmp_path / f"fv{features}.png"
         monkeypatch.setattr(sys, "argv", [str(SCRIPT), "--out", str(out), "--num-obs", "64", "--obs-every", "4",
                                           "--steps", "4", "--features", str(features)])
-        runpy.run_path(str(SCRIPT), run_name="__main__")
+        threads = torch.get_num_threads()
+        try:
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+        finally:  # the script sets its own thread count (--threads): the rest of this test process keeps its own
+            torch.set_num_threads(threads)
         line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         with Image.open(out) as im:
             assert im.mode == "P"                                   # saved as a 256-colour palette
