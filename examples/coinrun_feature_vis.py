@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROWS = ("before (lucid recipe): 1/f Fourier,\nImageNet colour decorrelation,\n2-pixel jitter: saturated noise",
@@ -51,6 +50,7 @@ def main() -> None:
 
     from xrl.agents import BUNDLED_AGENTS, load_agent, load_bundled_agent, sample_observations
     from xrl.render.fv import jitter, visualize_directions
+    from xrl.render.images import over_white
     from xrl.vision import LayerNMF
 
     t0 = time.perf_counter()
@@ -64,12 +64,6 @@ def main() -> None:
     now = nmf.vis_traditional(steps=args.steps, seed=args.seed, progress=True)
     examples = [nmf.vis_dataset_thumbnail(f, num_mult=4, expand_mult=8)[0] for f in range(args.features)]
 
-    def rgb(img: np.ndarray) -> np.ndarray:  # [C, H, W] in [0, 1] (RGBA: strength in alpha, over white)
-        img = np.moveaxis(np.asarray(img, np.float32), 0, -1)
-        if img.shape[-1] == 4:
-            img = img[..., :3] * img[..., 3:] + (1 - img[..., 3:])
-        return np.clip(img, 0, 1)
-
     k = args.features
     fig, axes = plt.subplots(3, k + 1, figsize=(1.6 * (k + 2.2), 5.2),
                              gridspec_kw={"width_ratios": [2.2] + [1] * k, "wspace": 0.04, "hspace": 0.08})
@@ -78,7 +72,7 @@ def main() -> None:
         for c in range(k + 1):
             axes[r, c].set_axis_off()
         for f in range(k):
-            axes[r, f + 1].imshow(rgb(images[f]), interpolation="nearest")
+            axes[r, f + 1].imshow(over_white(images[f], "chw"), interpolation="nearest")
             if r == 0:
                 axes[r, f + 1].set_title(f"direction {f}", fontsize=8)
     out = Path(args.out)

@@ -62,3 +62,15 @@ def test_fourier_image_seeded_and_bounded():
     g = torch.Generator().manual_seed(0)
     img = torch.rand(1, 3, 10, 10)
     assert jitter(1)(img, g).shape == img.shape
+def test_over_white_composites_by_alpha_and_passes_rgb_through():
+    from xrl.render.images import over_white
+
+    rgba = np.zeros((4, 2, 3), np.float32)
+    rgba[:3] = 0.2                       # dark grey everywhere
+    rgba[3, 0] = 1.0                     # opaque first row, transparent second
+    out = over_white(rgba, "chw")
+    assert out.shape == (2, 3, 3)
+    np.testing.assert_allclose(out[0], 0.2)
+    np.testing.assert_allclose(out[1], 1.0)
+    rgb = np.full((3, 2, 3), 1.5, np.float32)
+    np.testing.assert_allclose(over_white(rgb, "chw"), np.ones((2, 3, 3)))   # channels-last, clipped

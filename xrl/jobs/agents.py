@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -275,12 +276,7 @@ def _bundle_readme(env_id, env_kwargs, policy, meta, timing, table, diff, comman
              + f"; this run took {timing.get('seconds', 0) / 3600:.2f} h "
              f"(torch {torch.__version__.split('+')[0]}, {' / '.join(map(str, threads))} thread(s)), with these "
              "commands (resumable):", "", "```"]
-    calls = [[r["command"], 1] for r in runs[:1]]
-    for r in runs[1:]:   # a resumed run repeats its command: one line, with the count
-        if r["command"] == calls[-1][0]:
-            calls[-1][1] += 1
-        else:
-            calls.append([r["command"], 1])
+    calls = [(c, len(list(g))) for c, g in groupby(r["command"] for r in runs)]   # a resumed run repeats its command
     lines += [c + (f"  # {n} calls (resumed)" if n > 1 else "") for c, n in calls]
     lines += [command or "xrl.jobs.agents.evaluate(..., bundle_to=...)", "```", ""]
     lines += table

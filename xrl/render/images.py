@@ -21,7 +21,8 @@ import numpy as np
 from xrl._validation import check_choice, check_scalar, error_message
 
 __all__ = ["guess_layout", "to_hwc", "zoom_to", "channel_colors", "to_rgb", "image_grid", "show", "conv2d",
-           "norm_filter", "attribution_to_rgb", "observation_rgb", "save_png", "subplots", "save_figure"]
+           "norm_filter", "attribution_to_rgb", "observation_rgb", "over_white", "save_png", "subplots",
+           "save_figure"]
 
 # Distinct, colour-blind-friendly-ish palette (Okabe-Ito first, then tab10 extras); one colour per channel.
 _PALETTE = np.array([
@@ -58,6 +59,15 @@ def to_hwc(img: Any, layout: str | None = None) -> np.ndarray:
     if lay == "hw":
         return a[..., None]
     return np.moveaxis(a, -3, -1) if lay == "chw" else a
+
+
+def over_white(img: Any, layout: str | None = None) -> np.ndarray:
+    """``[H, W, 3]`` in [0, 1]: an RGBA image (e.g. dataset examples, whose alpha is the activation strength) drawn
+    over white; an RGB image is returned channels-last. Values are clipped to [0, 1]."""
+    a = to_hwc(img, layout).astype(np.float32, copy=False)
+    if a.shape[-1] == 4:
+        a = a[..., :3] * a[..., 3:] + (1 - a[..., 3:])
+    return np.clip(a, 0, 1)
 
 
 def zoom_to(img: Any, width: int, layout: str | None = None) -> np.ndarray:

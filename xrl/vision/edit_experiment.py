@@ -34,6 +34,7 @@ from xrl._utils import eval_mode, resolve_device
 from xrl._validation import check_scalar, error_message
 from xrl.envs.coinrun_events import END_CAUSES, FinalFrames, classify_episode_end, coinrun_palette, object_masks
 from xrl.metrics.interpretability import object_correlations
+from xrl.render.images import over_white
 from xrl.vision.editing import project_out_direction
 from xrl.vision.layer_nmf import LayerNMF
 
@@ -337,8 +338,7 @@ def save_direction_examples(nmf: LayerNMF, path: str | Path, directions: Sequenc
     images = []
     for k in directions:
         img, _ = nmf.vis_dataset_thumbnail(int(k), num_mult=num_mult, expand_mult=expand_mult, max_rep=np.inf)
-        rgba = np.moveaxis(img, 0, -1)                                      # [4, H, W] -> [H, W, 4]
-        images.append((rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])).clip(0, 1))   # opacity over white
+        images.append(over_white(img, "chw"))                              # opacity over white
     n = len(directions)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
